@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make run    install, then run the whole pipeline (dvc repro) on the embedded MLflow store
+#   make test   install, then run every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench ui clean
+
+install: $(STAMP)
+
+# Re-installs only when the pinned requirements change. torch is the CPU build (pinned first, so
+# nothing can pull a CUDA build); requirements.lock pins every other package exactly.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The sample CSV is versioned by DVC; a fresh clone fetches it from the seed remote in the repo.
+data/external/sample.csv: data/external/sample.csv.dvc | $(STAMP)
+	$(BIN)/dvc pull --quiet --remote seed data/external/sample.csv.dvc
+
+run: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+test-fast: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not e2e"
+
+bench: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline.py
+
+# The MLflow UI on the embedded store, bound to this machine only.
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

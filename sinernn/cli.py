@@ -1,0 +1,125 @@
+"""The `sinernn` command: every pipeline job, runnable outside DVC too.
+
+    sinernn validate                             check params.yaml and exit
+    sinernn generate --dataset clean             data/processed/clean.npz (+ .json manifest)
+    sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
+    sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
+    sinernn summarize                            reports/metrics.json
+
+Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
+tracking server) print one line and exit non-zero; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sinernn.config import load_params
+from sinernn.errors import SinernnError
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"),
+        help="the params file to validate and use (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sinernn",
+        description="Why can't my PyTorch RNN learn a sine wave? Generate, train, evaluate, summarize.",
+        epilog="Inside the pipeline these run as DVC stages: `dvc repro` runs them all.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check params.yaml and exit")
+    _add_common(validate)
+
+    generate = commands.add_parser("generate", help="build one dataset and write .npz + .json manifest")
+    _add_common(generate)
+    generate.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
+    generate.add_argument("--out", type=Path, help="output .npz (default: data/processed/DATASET.npz)")
+
+    train = commands.add_parser("train", help="train one architecture on one dataset")
+    _add_common(train)
+    train.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
+    train.add_argument("--arch", required=True, help="a key of `architectures` in params.yaml")
+    train.add_argument("--data", type=Path, help="input .npz (default: data/processed/DATASET.npz)")
+    train.add_argument("--model-dir", type=Path, help="where model.pt and train.json go (default: models/DATASET/ARCH)")
+    train.add_argument("--history", type=Path, help="per-epoch CSV (default: reports/history/DATASET/ARCH.csv)")
+
+    evaluate = commands.add_parser("evaluate", help="score every trained architecture of one dataset")
+    _add_common(evaluate)
+    evaluate.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
+    evaluate.add_argument("--data", type=Path, help="input .npz (default: data/processed/DATASET.npz)")
+    evaluate.add_argument("--models-dir", type=Path, help="trained models (default: models/DATASET)")
+    evaluate.add_argument("--metrics", type=Path, help="output JSON (default: reports/eval/DATASET.json)")
+    evaluate.add_argument("--predictions", type=Path, help="one-step CSVs (default: reports/predictions/DATASET)")
+    evaluate.add_argument("--rollouts", type=Path, help="free-running CSVs (default: reports/rollouts/DATASET)")
+
+    summarize = commands.add_parser("summarize", help="merge per-dataset results into reports/metrics.json")
+    _add_common(summarize)
+    summarize.add_argument("--eval-dir", type=Path, default=Path("reports/eval"), help="default: %(default)s")
+    summarize.add_argument("--out", type=Path, default=Path("reports/metrics.json"), help="default: %(default)s")
+    return parser
+
+
+def _check_name(kind: str, name: str, known: dict) -> None:
+    if name not in known:
+        raise SinernnError(f"unknown {kind} {name!r}; params.yaml defines: {', '.join(sorted(known))}")
+
+
+def run(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    params = load_params(args.params)  # validated before any work starts
+    from sinernn import jobs  # after validation: importing torch and mlflow takes seconds
+
+    if args.command == "validate":
+        print(f"{args.params}: valid")
+        return
+    if hasattr(args, "dataset"):
+        _check_name("dataset", args.dataset, params.datasets)
+    if args.command == "generate":
+        jobs.generate_job(params, args.dataset, args.out or Path(f"data/processed/{args.dataset}.npz"))
+    elif args.command == "train":
+        _check_name("architecture", args.arch, params.architectures)
+        summary = jobs.train_job(
+            params, args.dataset, args.arch,
+            args.data or Path(f"data/processed/{args.dataset}.npz"),
+            args.model_dir or Path(f"models/{args.dataset}/{args.arch}"),
+            args.history or Path(f"reports/history/{args.dataset}/{args.arch}.csv"),
+        )
+        print(f"trained {args.arch} on {args.dataset}: best val loss {summary['best_val_loss']:.3g} "
+              f"after {summary['epochs']} epochs, {summary['train_seconds']:.1f} s")
+    elif args.command == "evaluate":
+        results = jobs.evaluate_job(
+            params, args.dataset,
+            args.data or Path(f"data/processed/{args.dataset}.npz"),
+            args.models_dir or Path(f"models/{args.dataset}"),
+            args.metrics or Path(f"reports/eval/{args.dataset}.json"),
+            args.predictions or Path(f"reports/predictions/{args.dataset}"),
+            args.rollouts or Path(f"reports/rollouts/{args.dataset}"),
+        )
+        for arch, metrics in results.items():
+            print(f"{args.dataset:>12} {arch:>12}  test_mse {metrics['test_mse']:.3g}")
+    elif args.command == "summarize":
+        jobs.summarize_job(params, args.eval_dir, args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except SinernnError as exc:
+        print(f"sinernn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sinernn: interrupted; no outputs were written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Typed, validated view of `params.yaml`.
+
+The YAML file is read once, at the boundary (a stage script or the CLI), and turned into these
+models; everything below receives plain values from them. A bad value stops the run before any
+work starts, with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sinernn.errors import SinernnError
+
+ROLLOUT_HORIZONS = (100, 1000)  # free-running steps scored by `evaluate` (issue 2)
+
+
+class Strict(BaseModel):
+    # forbid: a misspelt key is an error, not a silently ignored setting
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+# ---- datasets -------------------------------------------------------------------------------
+
+
+class SineSource(Strict):
+    """One long series a*sin(2*pi*t/period + phase) + N(0, noise_std^2), split in time."""
+
+    source: Literal["sine"]
+    period: PositiveFloat = 50.0  # in samples
+    amplitude: PositiveFloat = 1.0
+    phase: float = 0.0
+    noise_std: Annotated[float, Field(ge=0)] = 0.0
+    n_train: PositiveInt = 3000
+    n_val: PositiveInt = 500
+    n_test: PositiveInt = 1100
+
+
+class RandomFreqSource(Strict):
+    """Many independent short sines, each with its own random period and phase."""
+
+    source: Literal["random_freq"]
+    period_min: PositiveFloat = 20.0
+    period_max: PositiveFloat = 80.0
+    amplitude: PositiveFloat = 1.0
+    noise_std: Annotated[float, Field(ge=0)] = 0.0
+    n_train_series: PositiveInt = 256
+    n_val_series: PositiveInt = 32
+    n_test_series: PositiveInt = 16
+    train_length: PositiveInt = 96  # samples per train/validation series
+    test_length: PositiveInt = 1100  # samples per test series (long enough for the rollout)
+
+    @model_validator(mode="after")
+    def _periods_ordered(self) -> RandomFreqSource:
+        if self.period_min > self.period_max:
+            raise ValueError(
+                f"period_min ({self.period_min}) must not exceed period_max ({self.period_max})"
+            )
+        return self
+
+
+class CsvSource(Strict):
+    """One numeric column of a CSV file under data/external/, split in time."""
+
+    source: Literal["csv"]
+    path: str
+    column: str
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+
+    @model_validator(mode="after")
+    def _fractions_leave_train(self) -> CsvSource:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1 (train needs the rest)")
+        if not self.path.startswith("data/external/"):
+            raise ValueError(f"path must lie under data/external/ (got {self.path!r})")
+        return self
+
+
+DatasetConfig = Annotated[
+    Union[SineSource, RandomFreqSource, CsvSource], Field(discriminator="source")
+]
+
+
+# ---- architectures --------------------------------------------------------------------------
+
+
+class RecurrentArch(Strict):
+    kind: Literal["rnn", "gru", "lstm"]
+    hidden_size: PositiveInt = 32
+    num_layers: PositiveInt = 1
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class TransformerArch(Strict):
+    kind: Literal["transformer"]
+    d_model: PositiveInt = 32
+    nhead: PositiveInt = 4
+    num_layers: PositiveInt = 2
+    dim_feedforward: PositiveInt = 64
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerArch:
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        return self
+
+
+class RidgeArch(Strict):
+    """Linear autoregression: Ridge regression on the last `window` values."""
+
+    kind: Literal["ridge"]
+    alpha: Annotated[float, Field(ge=0)] = 1e-6
+
+
+class PersistenceArch(Strict):
+    """Predicts that the next value equals the last one."""
+
+    kind: Literal["persistence"]
+
+
+ArchConfig = Annotated[
+    Union[RecurrentArch, TransformerArch, RidgeArch, PersistenceArch], Field(discriminator="kind")
+]
+BASELINE_KINDS = ("ridge", "persistence")
+
+
+# ---- training -------------------------------------------------------------------------------
+
+
+class TrainConfig(Strict):
+    framing: Literal["window", "time_to_value", "naive"] = "window"
+    window: PositiveInt = 32
+    batch_size: PositiveInt = 64
+    max_epochs: PositiveInt = 60
+    lr: PositiveFloat = 3e-3
+    lr_schedule: Literal["cosine", "plateau", "none"] = "cosine"
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0  # max gradient norm; 0 turns clipping off
+    patience: PositiveInt = 15  # epochs without validation improvement before stopping
+    threads: PositiveInt = 1  # torch threads; small recurrent nets run fastest on one
+
+
+class RunConfig(Strict):
+    """Which datasets and architectures `dvc repro` builds (the dvc.yaml matrices)."""
+
+    datasets: list[str] = Field(min_length=1)
+    architectures: list[str] = Field(min_length=1)
+
+
+class MlflowConfig(Strict):
+    experiment: str = Field(default="sinernn", min_length=1)
+    log_models: bool = True
+
+
+class Params(Strict):
+    seed: Annotated[int, Field(ge=0)] = 0
+    run: RunConfig
+    datasets: dict[str, DatasetConfig] = Field(min_length=1)
+    architectures: dict[str, ArchConfig] = Field(min_length=1)
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        for name in self.run.datasets:
+            if name not in self.datasets:
+                raise ValueError(
+                    f"run.datasets names unknown dataset {name!r}; defined: {sorted(self.datasets)}"
+                )
+        for name in self.run.architectures:
+            if name not in self.architectures:
+                raise ValueError(
+                    f"run.architectures names unknown architecture {name!r}; "
+                    f"defined: {sorted(self.architectures)}"
+                )
+        if self.train.framing == "naive":
+            baselines = [a for a in self.run.architectures if self.architectures[a].kind in BASELINE_KINDS]
+            if baselines:
+                raise ValueError(
+                    f"train.framing naive reproduces a broken recurrent setup and has no input window "
+                    f"for the baselines {baselines}: remove them from run.architectures"
+                )
+        # The rollout is seeded with one window and scored over the longest horizon.
+        needed = self.train.window + max(ROLLOUT_HORIZONS)
+        for name, ds in self.datasets.items():
+            test_len = {"sine": "n_test", "random_freq": "test_length"}.get(ds.source)
+            if test_len and getattr(ds, test_len) < needed:
+                raise ValueError(
+                    f"datasets.{name}.{test_len} is {getattr(ds, test_len)}, but the rollout needs "
+                    f"train.window + {max(ROLLOUT_HORIZONS)} = {needed} test samples"
+                )
+            if ds.source == "random_freq" and ds.train_length <= self.train.window:
+                raise ValueError(
+                    f"datasets.{name}.train_length ({ds.train_length}) must exceed "
+                    f"train.window ({self.train.window})"
+                )
+        return self
+
+
+class ParamsError(SinernnError):
+    """params.yaml is missing, unreadable or invalid."""
+
+
+def _describe(error: dict) -> str:
+    """One readable line for one pydantic error: the dotted key and what is allowed."""
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{location}: {message}" if location else message
+
+
+def parse_params(raw: object, origin: str = "params.yaml") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        first = _describe(exc.errors()[0])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ParamsError(f"invalid {origin}: {first}{more}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run from the project root or pass --params") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_params(raw, origin=str(path))

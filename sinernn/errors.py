@@ -1,0 +1,23 @@
+"""Errors that speak to the user: the CLI prints their message on one line and exits non-zero."""
+
+
+class SinernnError(Exception):
+    """Base of every error whose message is meant for the person running the command."""
+
+    exit_code = 2
+
+
+class DataError(SinernnError):
+    """A data file is missing, corrupt or unsuitable."""
+
+
+class TrainingDiverged(SinernnError):
+    """The loss or a gradient became NaN or infinite; no model is written."""
+
+    exit_code = 3
+
+
+class TrackingError(SinernnError):
+    """The MLflow tracking store cannot be reached or written."""
+
+    exit_code = 4

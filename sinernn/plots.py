@@ -1,0 +1,34 @@
+"""PNG plots for MLflow artifacts (DVC renders its own from the CSV outputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def truth_vs_prediction(rows: list[dict], title: str, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(8, 3))
+    steps = [row["step"] for row in rows]
+    axis.plot(steps, [row["truth"] for row in rows], label="truth", linewidth=1.5)
+    axis.plot(steps, [row["prediction"] for row in rows], label="prediction", linewidth=1, linestyle="--")
+    axis.set(title=title, xlabel="step")
+    axis.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def loss_curves(history: list[dict], title: str, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(6, 3))
+    epochs = [row["epoch"] for row in history]
+    axis.semilogy(epochs, [row["train_loss"] for row in history], label="train")
+    axis.semilogy(epochs, [row["val_loss"] for row in history], label="validation")
+    axis.set(title=title, xlabel="epoch", ylabel="MSE (scaled)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

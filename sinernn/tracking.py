@@ -1,0 +1,167 @@
+"""MLflow at the edge: where the store is, one run per stage job, batched metric logging.
+
+Default store: `sqlite:///<project root>/mlflow.db` with artifacts in `<project root>/mlartifacts`.
+The project root is DVC_ROOT when DVC runs the stage: `dvc exp run --temp` and `--queue` run in a
+temporary copy under .dvc/tmp/exps/, but DVC_ROOT still names the real repository, so every run
+lands in the same store as `dvc repro` instead of a database that vanishes with the copy.
+MLFLOW_TRACKING_URI overrides all of this (a shared tracking server).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sinernn.errors import TrackingError
+
+# Fail in seconds, not minutes, when a tracking server is unreachable (MLflow's own defaults retry
+# for a long time). A user's explicit setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+METRIC_BATCH = 500  # per-epoch metrics are sent in batches, not one request per value
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(project_root())
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+class StageRun:
+    """One MLflow run for one stage job; created through `stage_run`."""
+
+    def __init__(self, client, run_id: str):
+        self.client = client
+        self.run_id = run_id
+        self._pending: list = []
+
+    def log_epoch(self, stats) -> None:
+        """An `on_epoch` callback for training.train_model: buffers, sends in batches."""
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        for key in ("train_loss", "val_loss", "grad_norm", "lr"):
+            self._pending.append(Metric(key, float(getattr(stats, key)), timestamp, stats.epoch))
+        if len(self._pending) >= METRIC_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        for start in range(0, len(self._pending), 1000):  # MLflow's per-request limit
+            self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])
+        self._pending.clear()
+
+    def log_metrics(self, metrics: dict[str, float | None]) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        batch = [Metric(k, float(v), timestamp, 0) for k, v in metrics.items() if v is not None]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_params(self, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_torch_model(self, model, example_input) -> None:
+        """The model with a signature and an input example, in the MLflow 3 way (name=)."""
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            example_output = model(torch.as_tensor(example_input)).numpy()
+        with mlflow.start_run(run_id=self.run_id):
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                signature=infer_signature(example_input, example_output),
+                input_example=example_input,
+                # Explicit requirements: inferring them imports every package and takes seconds.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _experiment_id(client, name: str, root: Path) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # With the embedded store, keep artifacts beside mlflow.db at the project root (an absolute
+    # location, so runs from temporary experiment copies land there too).
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another process created it between our lookup and our create.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+@contextmanager
+def stage_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[StageRun]:
+    """Open an MLflow run; it ends FINISHED, or FAILED with the error recorded as a tag.
+
+    Connecting happens first, so an unreachable store stops the job before any work is done.
+    """
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    root = project_root()
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment_id = _experiment_id(client, experiment, root)
+        run = client.create_run(
+            experiment_id,
+            run_name=run_name,
+            tags={"git_commit": git_commit(root), "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **tags},
+        )
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {uri} ({type(exc).__name__}: {str(exc)[:200]}); "
+            "check MLFLOW_TRACKING_URI or that the server is running"
+        ) from None
+    stage = StageRun(client, run.info.run_id)
+    try:
+        yield stage
+        stage.flush()
+    except BaseException as exc:
+        try:
+            stage.flush()
+            client.set_tag(stage.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_terminated(stage.run_id, status="FAILED")
+        except Exception:
+            pass  # the original error is the one the user must see
+        raise
+    client.set_terminated(stage.run_id, status="FINISHED")
