@@ -102,8 +102,8 @@ class RecurrentArch(Strict):
 class TransformerArch(Strict):
     kind: Literal["transformer"]
     d_model: PositiveInt = 32
-    nhead: PositiveInt = 4
-    num_layers: PositiveInt = 2
+    nhead: PositiveInt = 2
+    num_layers: PositiveInt = 1
     dim_feedforward: PositiveInt = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
@@ -149,9 +149,14 @@ class TrainConfig(Strict):
 
 
 class RunConfig(Strict):
-    """Which datasets and architectures `dvc repro` builds (the dvc.yaml matrices)."""
+    """What `dvc repro` builds: the lists the dvc.yaml matrices run over.
 
-    datasets: list[str] = Field(min_length=1)
+    Generating a dataset takes seconds; training every architecture on it takes minutes, so the
+    datasets that are trained and evaluated are a separate (sub)list.
+    """
+
+    datasets: list[str] = Field(min_length=1)  # generated and versioned
+    train_datasets: list[str] = Field(min_length=1)  # trained and evaluated, x architectures
     architectures: list[str] = Field(min_length=1)
 
 
@@ -174,6 +179,12 @@ class Params(Strict):
             if name not in self.datasets:
                 raise ValueError(
                     f"run.datasets names unknown dataset {name!r}; defined: {sorted(self.datasets)}"
+                )
+        for name in self.run.train_datasets:
+            if name not in self.run.datasets:
+                raise ValueError(
+                    f"run.train_datasets names {name!r}, which run.datasets does not generate; "
+                    f"generated: {self.run.datasets}"
                 )
         for name in self.run.architectures:
             if name not in self.architectures:
@@ -209,9 +220,17 @@ class ParamsError(SinernnError):
     """params.yaml is missing, unreadable or invalid."""
 
 
+_UNION_TAGS = {"sine", "random_freq", "csv", "rnn", "gru", "lstm", "transformer", *BASELINE_KINDS}
+
+
 def _describe(error: dict) -> str:
     """One readable line for one pydantic error: the dotted key and what is allowed."""
-    location = ".".join(str(part) for part in error["loc"])
+    loc = list(error["loc"])
+    # A discriminated union puts the tag in the path (datasets.clean.sine.period); the user wrote
+    # datasets.clean.period, so drop it.
+    if len(loc) > 2 and loc[0] in ("datasets", "architectures") and loc[2] in _UNION_TAGS:
+        del loc[2]
+    location = ".".join(str(part) for part in loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"

@@ -146,7 +146,7 @@ def _read_summary(path: Path) -> dict:
 def summarize_job(params: Params, eval_dir: Path, metrics_path: Path) -> dict:
     """Merge the per-dataset evaluation files into {dataset: {arch: {metric: value}}}."""
     merged = {}
-    for name in params.run.datasets:
+    for name in params.run.train_datasets:
         merged[name] = _read_summary(eval_dir / f"{name}.json")
     write_json(metrics_path, merged)
     return merged

@@ -1,0 +1,123 @@
+"""The pipeline jobs against a real SQLite MLflow store: outputs, runs, and failures that lose nothing."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_params
+from sinernn import jobs
+from sinernn.config import parse_params
+from sinernn.errors import TrackingError, TrainingDiverged
+from sinernn.tracking import default_tracking_uri, project_root, stage_run
+
+
+def _runs(store, name):
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("sinernn")
+    return client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'", order_by=["start_time DESC"])
+
+
+def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
+    npz = tmp_path / "data/processed/clean.npz"
+    manifest = jobs.generate_job(params, "clean", npz)
+    for arch in ("lstm", "ridge", "persistence"):
+        jobs.train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"reports/history/clean/{arch}.csv")
+    tuned = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["lstm", "ridge", "persistence"]})})
+    results = jobs.evaluate_job(tuned, "clean", npz, tmp_path / "models/clean", tmp_path / "reports/eval/clean.json",
+                                tmp_path / "reports/predictions/clean", tmp_path / "reports/rollouts/clean")
+    merged = jobs.summarize_job(tuned, tmp_path / "reports/eval", tmp_path / "reports/metrics.json")
+
+    assert json.loads((tmp_path / "reports/metrics.json").read_text()) == merged
+    assert set(merged["clean"]) == {"lstm", "ridge", "persistence"}
+    for metrics in results.values():
+        assert {"test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000", "train_seconds"} <= set(metrics)
+    assert merged["clean"]["ridge"]["test_mse"] < merged["clean"]["persistence"]["test_mse"]
+    assert (tmp_path / "reports/rollouts/clean/lstm.csv").read_text().startswith("step,truth,prediction")
+
+    train_run = _runs(tracked, "train-clean-lstm")[0]
+    assert train_run.info.status == "FINISHED"
+    assert train_run.data.tags["stage"] == "train"
+    assert train_run.data.tags["framing"] == "window"
+    assert train_run.data.tags["dataset_hash"] == manifest["sha256"]
+    assert train_run.data.params["train.lr"] == str(params.train.lr)
+    history = MlflowClient(tracked).get_metric_history(train_run.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(1, params.train.max_epochs + 1))
+    artifacts = {a.path for a in MlflowClient(tracked).list_artifacts(train_run.info.run_id, "plots")}
+    assert artifacts == {"plots/loss_curves.png"}
+    models = MlflowClient(tracked).search_logged_models([train_run.info.experiment_id], filter_string=f"source_run_id = '{train_run.info.run_id}'")
+    assert len(models) == 1
+    # The pt2 export reloads without unpickling code and predicts what the checkpoint predicts.
+    import mlflow.pytorch
+    import torch
+    from sinernn.checkpoint import load_checkpoint
+    exported = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
+    checkpoint, _ = load_checkpoint(tmp_path / "models/clean/lstm/model.pt")
+    windows = torch.linspace(-1, 1, 5 * params.train.window).reshape(5, params.train.window, 1)
+    assert torch.allclose(exported(windows), checkpoint(windows), atol=1e-6)
+
+    eval_run = _runs(tracked, "evaluate-clean-lstm")[0]
+    assert eval_run.data.metrics["test_mse"] == pytest.approx(results["lstm"]["test_mse"])
+    assert eval_run.data.tags["train_run_id"] == train_run.info.run_id
+
+
+def test_a_diverging_run_writes_nothing_and_is_marked_failed(tracked, tmp_path, raw_params):
+    params = parse_params(raw_params)
+    npz = tmp_path / "data/processed/clean.npz"
+    jobs.generate_job(params, "clean", npz)
+    model_dir = tmp_path / "models/clean/rnn"
+    jobs.train_job(params, "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
+    before = (model_dir / "model.pt").read_bytes()
+
+    raw_params["train"].update(lr=1.0e30, grad_clip=0.0)
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        jobs.train_job(parse_params(raw_params), "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
+    assert (model_dir / "model.pt").read_bytes() == before  # the earlier result is untouched
+    assert not list(model_dir.glob(".*tmp"))
+    failed = _runs(tracked, "train-clean-rnn")[0]
+    assert failed.info.status == "FAILED"
+    assert "diverged" in failed.data.tags["error"]
+
+
+def test_the_cli_reports_divergence_with_exit_code_3(tracked, tmp_path, raw_params):
+    raw_params["train"].update(lr=1.0e30, grad_clip=0.0)
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    subprocess.run([sys.executable, "-m", "sinernn.cli", "generate", "--dataset", "clean", "--params", str(path)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "sinernn.cli", "train", "--dataset", "clean", "--arch", "rnn", "--params", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1].startswith("sinernn: error: training diverged")
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_unreachable_tracking_server_fails_fast_and_clearly(monkeypatch, tmp_path, params):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match=f"127.0.0.1:{port}"):
+        jobs.generate_job(params, "clean", tmp_path / "clean.npz")
+    assert not (tmp_path / "clean.npz").exists()
+    assert time.monotonic() - started < 60
+
+
+def test_stage_run_marks_failures_and_records_the_error(tracked):
+    with pytest.raises(RuntimeError):
+        with stage_run("sinernn", "unit-failure", {"stage": "unit"}):
+            raise RuntimeError("boom")
+    run = _runs(tracked, "unit-failure")[0]
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "RuntimeError: boom"
+
+
+def test_default_store_follows_dvc_root(monkeypatch, tmp_path):
+    # `dvc exp run --temp` runs in .dvc/tmp/exps/...; DVC_ROOT still names the real repository.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert project_root() == tmp_path / "repo"
+    assert default_tracking_uri(project_root()) == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"

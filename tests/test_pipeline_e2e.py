@@ -1,0 +1,124 @@
+"""The real pipeline: `dvc repro` on tiny params in a temporary copy of the project.
+
+Checks what a user sees: the declared outputs, a DVC metrics file shaped
+{dataset: {arch: {metric: value}}}, rendered plots, one MLflow run per stage job in the embedded
+store at the project root, a no-op second repro, and `dvc exp run --temp` logging to the same store.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from conftest import ROOT, tiny_raw_params
+
+pytestmark = pytest.mark.e2e
+
+PROJECT_FILES = ["dvc.yaml", "stages", "sinernn", ".dvc/config", ".dvcignore", ".gitignore",
+                 "data/external/sample.csv", "data/external/sample.csv.dvc", "data/external/.gitignore"]
+
+
+def _run(args, cwd, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the stages' `python`
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    raw = tiny_raw_params()
+    raw["run"] = {"datasets": ["clean", "sample_csv"], "train_datasets": ["clean"], "architectures": ["lstm", "persistence"]}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    _run(["git", "init", "-q"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project"], root)
+    first = _run(["dvc", "repro"], root)
+    return root, first
+
+
+def _runs(root, name=None):
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sinernn")
+    query = f"attributes.run_name = '{name}'" if name else ""
+    return client.search_runs([experiment.experiment_id], query)
+
+
+def test_repro_writes_every_declared_output(project):
+    root, _ = project
+    for path in ["data/processed/clean.npz", "data/processed/clean.json", "data/processed/sample_csv.npz",
+                 "models/clean/lstm/model.pt", "models/clean/persistence/model.pt", "models/clean/lstm/train.json",
+                 "reports/history/clean/lstm.csv", "reports/eval/clean.json", "reports/predictions/clean/lstm.csv",
+                 "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock"]:
+        assert (root / path).is_file(), path
+
+
+def test_metrics_file_shape_and_dvc_metrics_show(project):
+    root, _ = project
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(metrics) == {"clean"} and set(metrics["clean"]) == {"lstm", "persistence"}
+    for values in metrics["clean"].values():
+        assert {"test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000", "train_seconds"} <= set(values)
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)
+    assert shown[""]["data"]["reports/metrics.json"]["data"]["clean"]["lstm"]["test_mse"] == metrics["clean"]["lstm"]["test_mse"]
+
+
+def test_dvc_plots_render(project):
+    root, _ = project
+    _run(["dvc", "plots", "show", "-o", "plots_html"], root)
+    page = (root / "plots_html/index.html").read_text()
+    for plot in ("reports_history_clean_lstm_csv", "reports_predictions_clean_lstm_csv", "reports_rollouts_clean_lstm_csv"):
+        assert f"vegaEmbed('#{plot}'" in page
+
+
+def test_every_stage_job_is_an_mlflow_run_in_the_root_store(project):
+    root, _ = project
+    names = {run.info.run_name for run in _runs(root)}
+    assert {"generate-clean", "generate-sample_csv", "train-clean-lstm", "train-clean-persistence",
+            "evaluate-clean-lstm", "evaluate-clean-persistence"} <= names
+    lstm = _runs(root, "train-clean-lstm")[0]
+    assert lstm.data.tags["git_commit"] != "unknown"
+    assert lstm.data.tags["architecture"] == "lstm"
+
+
+def test_a_second_repro_does_nothing(project):
+    root, _ = project
+    again = _run(["dvc", "repro"], root)
+    assert "Running stage" not in again.stdout
+    assert "Data and pipelines are up to date" in again.stdout
+
+
+def test_exp_run_temp_logs_to_the_same_store(project):
+    root, _ = project
+    before = len(_runs(root, "train-clean-lstm"))
+    _run(["dvc", "exp", "run", "--temp", "-S", "train.max_epochs=2"], root)
+    assert len(_runs(root, "train-clean-lstm")) == before + 1
+    assert not list((root / ".dvc/tmp").rglob("mlflow.db"))
+
+
+def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
+    root, _ = project
+    copy = tmp_path / "bad"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["datasets"]["clean"]["period"] = -3.0
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = _run(["dvc", "repro"], copy, check=False)
+    assert result.returncode != 0
+    assert "datasets.clean.period: Input should be greater than 0" in result.stdout + result.stderr

@@ -1,0 +1,133 @@
+"""The one training loop and the one evaluation, on tiny real data."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sinernn import data
+from sinernn.config import SineSource, TrainConfig
+from sinernn.errors import TrainingDiverged
+from sinernn.evaluation import evaluate, rollout
+from sinernn.framing import frame
+from sinernn.models import build_model
+from sinernn.training import fit_baseline, train_model
+
+WINDOW = 16
+
+
+@pytest.fixture(scope="module")
+def clean():
+    cfg = SineSource(source="sine", period=20.3, n_train=400, n_val=100, n_test=1100)
+    return data.generate("clean", cfg, seed=0, window=WINDOW)
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    cfg = SineSource(source="sine", period=20.3, noise_std=0.1, n_train=400, n_val=100, n_test=1100)
+    return data.generate("noisy", cfg, seed=0, window=WINDOW)
+
+
+def _sets(dataset, framing="window"):
+    return frame(dataset, "train", framing, WINDOW), frame(dataset, "val", framing, WINDOW)
+
+
+def _model(kind, **extra):
+    config = {"kind": kind, "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "input_length": WINDOW, **extra}
+    return build_model(config, seed=0)
+
+
+def test_a_trained_lstm_beats_the_persistence_baseline(clean):
+    train, val = _sets(clean)
+    model = _model("lstm")
+    result = train_model(model, train, val, TrainConfig(max_epochs=15, batch_size=32, lr=0.01), seed=0)
+    persistence = evaluate(_model("persistence"), clean, "window", WINDOW).metrics["test_mse"]
+    trained = evaluate(model, clean, "window", WINDOW).metrics["test_mse"]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert trained < persistence / 10
+
+
+def test_training_is_reproducible_for_a_seed(clean):
+    train, val = _sets(clean)
+    cfg = TrainConfig(max_epochs=2, batch_size=32)
+    runs = [train_model(_model("gru"), train, val, cfg, seed=s).history for s in (5, 5, 6)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_epoch_events_reach_every_callback(clean):
+    train, val = _sets(clean)
+    seen = []
+    train_model(_model("rnn"), train, val, TrainConfig(max_epochs=3), seed=0, on_epoch=[seen.append])
+    assert [stats.epoch for stats in seen] == [1, 2, 3]
+    assert all(stats.grad_norm > 0 and stats.lr > 0 for stats in seen)
+
+
+def test_early_stopping_restores_the_best_weights(clean):
+    train, val = _sets(clean)
+    cfg = TrainConfig(max_epochs=40, lr=0.5, lr_schedule="none", patience=2, grad_clip=0.1)
+    model = _model("rnn")
+    result = train_model(model, train, val, cfg, seed=0)
+    assert len(result.history) < 40
+    best = min(stats.val_loss for stats in result.history)
+    assert result.best_val_loss == best
+    from sinernn.training import mean_loss
+
+    assert mean_loss(model, val) == pytest.approx(best)
+
+
+def test_a_diverging_run_stops_with_a_clear_error(clean):
+    train, val = _sets(clean)
+    poisoned = type(train)(train.inputs.clone(), train.targets.clone())
+    poisoned.targets[3] = float("nan")
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1"):
+        train_model(_model("lstm"), poisoned, val, TrainConfig(max_epochs=2), seed=0)
+
+
+def test_ridge_is_exact_on_a_clean_sine(clean):
+    # A sampled sine obeys x[t+1] = 2 cos(w) x[t] - x[t-1]: a linear autoregression fits it exactly.
+    train, val = _sets(clean)
+    model = _model("ridge")
+    fit_baseline(model, train, val, alpha=1e-8)
+    metrics = evaluate(model, clean, "window", WINDOW).metrics
+    assert metrics["test_mse"] < 1e-8
+    assert metrics["rollout_mse_100"] < 1e-6
+
+
+def test_rollout_feeds_predictions_back():
+    class AddOne(torch.nn.Module):
+        def forward(self, x):
+            return x[:, -1, :] + 1
+
+    forecast = rollout(AddOne(), np.zeros((2, 4)), steps=5)
+    np.testing.assert_array_equal(forecast, [[1, 2, 3, 4, 5]] * 2)
+
+
+def test_noise_floor_ratio_of_the_truth_is_one(noisy):
+    class Oracle(torch.nn.Module):  # predicts the clean value: its error is exactly the noise
+        def forward(self, x):
+            return x[:, -1, :] * 0
+
+    metrics = evaluate(Oracle(), noisy, "window", WINDOW).metrics
+    assert metrics["noise_floor_ratio"] == pytest.approx(metrics["test_mse"] / 0.01)
+    assert metrics["rollout_mse_100"] is not None and metrics["rollout_mse_1000"] is not None
+
+
+def test_time_to_value_cannot_extrapolate(clean):
+    train, val = _sets(clean, "time_to_value")
+    model = build_model({"kind": "lstm", "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "input_length": 1}, 0)
+    train_model(model, train, val, TrainConfig(framing="time_to_value", max_epochs=5, batch_size=32), seed=0)
+    metrics = evaluate(model, clean, "time_to_value", WINDOW).metrics
+    assert metrics["rollout_mse_1000"] > 0.1  # beyond the training times it does not know the sine
+
+
+def test_naive_framing_broadcasts_and_learns_only_a_constant(clean):
+    train, val = _sets(clean, "naive")
+    model = _model("rnn")
+    with pytest.warns(UserWarning, match="target size"):
+        train_model(model, train, val, TrainConfig(framing="naive", max_epochs=30, lr=0.01), seed=0)
+    metrics = evaluate(model, clean, "naive", WINDOW).metrics
+    variance = float(np.var(clean.splits["test"].observed))
+    assert metrics["test_mse"] > 0.5 * variance  # no better than predicting the mean
+    assert metrics["rollout_mse_100"] is None
+    assert math.isfinite(metrics["test_mse"])
