@@ -160,6 +160,73 @@ class RunConfig(Strict):
     architectures: list[str] = Field(min_length=1)
 
 
+# ---- tuning ---------------------------------------------------------------------------------
+
+
+class FloatRange(Strict):
+    low: PositiveFloat
+    high: PositiveFloat
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class IntRange(Strict):
+    low: PositiveInt
+    high: PositiveInt
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class SearchSpace(Strict):
+    """What a trial may change. A name set to null is not searched (params.yaml's value is used).
+
+    hidden_size is the transformer's d_model (rounded up to a multiple of nhead); grad_clip is a
+    choice of max norms, 0 meaning no clipping.
+    """
+
+    lr: FloatRange | None = FloatRange(low=1e-3, high=3e-2, log=True)
+    hidden_size: IntRange | None = IntRange(low=8, high=64, log=True)
+    num_layers: IntRange | None = IntRange(low=1, high=2)
+    grad_clip: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] | None = [0.0, 1.0, 5.0]
+    window: IntRange | None = None
+    batch_size: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
+
+
+class TuneConfig(Strict):
+    """The Optuna searches of stage `tune`: one study per architecture."""
+
+    enabled: bool = True  # false: `tune` writes empty tuned/<arch>.json and train uses params.yaml
+    # The dataset the searches train on; the tuned values are then used for every train dataset.
+    # One dataset, so the tune stages depend on exactly its file (dvc.yaml cannot list several).
+    dataset: str = "clean"
+    n_trials: PositiveInt = 12  # finished (complete or pruned) trials per study, over all workers
+    timeout: PositiveFloat | None = None  # seconds per worker; stops early, the study can resume
+    max_epochs: PositiveInt | None = None  # per trial; null: train.max_epochs
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: Annotated[int, Field(ge=0)] = 4  # random trials before TPE and pruning start
+    workers: PositiveInt = 1  # local worker processes; >1 trades exact reproducibility for speed
+    storage: str | None = None  # null: sqlite optuna/studies.db; or postgresql://user@host/db
+    heartbeat_interval: PositiveInt = 10  # seconds; a trial silent 2x this long is failed...
+    max_retry: Annotated[int, Field(ge=0)] = 1  # ...and re-queued this many times
+    space: SearchSpace = SearchSpace()
+
+    @model_validator(mode="after")
+    def _storage_kind(self) -> TuneConfig:
+        if self.storage is not None and not self.storage.startswith(("sqlite:///", "postgresql")):
+            raise ValueError(f"storage must be null, sqlite:///PATH or postgresql://... (got {self.storage!r})")
+        return self
+
+
 class MlflowConfig(Strict):
     experiment: str = Field(default="sinernn", min_length=1)
     log_models: bool = True
@@ -171,6 +238,7 @@ class Params(Strict):
     datasets: dict[str, DatasetConfig] = Field(min_length=1)
     architectures: dict[str, ArchConfig] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -192,6 +260,11 @@ class Params(Strict):
                     f"run.architectures names unknown architecture {name!r}; "
                     f"defined: {sorted(self.architectures)}"
                 )
+        if self.tune.dataset not in self.run.datasets:
+            raise ValueError(
+                f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
+                f"generated: {self.run.datasets}"
+            )
         if self.train.framing == "naive":
             baselines = [a for a in self.run.architectures if self.architectures[a].kind in BASELINE_KINDS]
             if baselines:
@@ -200,18 +273,21 @@ class Params(Strict):
                     f"for the baselines {baselines}: remove them from run.architectures"
                 )
         # The rollout is seeded with one window and scored over the longest horizon.
-        needed = self.train.window + max(ROLLOUT_HORIZONS)
+        window_space = self.tune.space.window
+        longest_window = max(self.train.window, window_space.high if window_space else 0)
+        needed = longest_window + max(ROLLOUT_HORIZONS)
         for name, ds in self.datasets.items():
             test_len = {"sine": "n_test", "random_freq": "test_length"}.get(ds.source)
             if test_len and getattr(ds, test_len) < needed:
                 raise ValueError(
                     f"datasets.{name}.{test_len} is {getattr(ds, test_len)}, but the rollout needs "
-                    f"train.window + {max(ROLLOUT_HORIZONS)} = {needed} test samples"
+                    f"the longest window (train.window or tune.space.window.high) + {max(ROLLOUT_HORIZONS)} "
+                    f"= {needed} test samples"
                 )
-            if ds.source == "random_freq" and ds.train_length <= self.train.window:
+            if ds.source == "random_freq" and ds.train_length <= longest_window:
                 raise ValueError(
                     f"datasets.{name}.train_length ({ds.train_length}) must exceed "
-                    f"train.window ({self.train.window})"
+                    f"the longest window ({longest_window})"
                 )
         return self
 

@@ -118,13 +118,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _experiment_id(client, name: str, root: Path) -> str:
+def _experiment_id(client, name: str, root: Path, embedded: bool) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     # With the embedded store, keep artifacts beside mlflow.db at the project root (an absolute
     # location, so runs from temporary experiment copies land there too).
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+    location = (root / "mlartifacts").as_uri() if embedded else None
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:
@@ -146,10 +146,13 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[
 
     uri = tracking_uri()
     root = project_root()
-    mlflow.set_tracking_uri(uri)  # log_model goes through the fluent API: same store
+    embedded = uri == default_tracking_uri(root)
+    # log_model goes through the fluent API: same store. (This also sets MLFLOW_TRACKING_URI in
+    # this process's environment, so decide `embedded` before.)
+    mlflow.set_tracking_uri(uri)
     try:
         client = MlflowClient(tracking_uri=uri)
-        experiment_id = _experiment_id(client, experiment, root)
+        experiment_id = _experiment_id(client, experiment, root, embedded)
         run = client.create_run(
             experiment_id,
             run_name=run_name,

@@ -95,6 +95,9 @@ def test_every_stage_job_is_an_mlflow_run_in_the_root_store(project):
     lstm = _runs(root, "train-clean-lstm")[0]
     assert lstm.data.tags["git_commit"] != "unknown"
     assert lstm.data.tags["architecture"] == "lstm"
+    # Artifacts sit beside mlflow.db, not in a ./mlruns of whichever folder a stage ran in.
+    assert lstm.info.artifact_uri.startswith((root / "mlartifacts").as_uri())
+    assert not (root / "mlruns").exists()
 
 
 def test_a_second_repro_does_nothing(project):
@@ -108,7 +111,9 @@ def test_exp_run_temp_logs_to_the_same_store(project):
     root, _ = project
     before = len(_runs(root, "train-clean-lstm"))
     _run(["dvc", "exp", "run", "--temp", "-S", "train.max_epochs=2"], root)
-    assert len(_runs(root, "train-clean-lstm")) == before + 1
+    runs = _runs(root, "train-clean-lstm")
+    assert len(runs) == before + 1
+    assert all(run.info.artifact_uri.startswith((root / "mlartifacts").as_uri()) for run in runs)
     assert not list((root / ".dvc/tmp").rglob("mlflow.db"))
 
 
@@ -119,6 +124,8 @@ def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
     params = yaml.safe_load((copy / "params.yaml").read_text())
     params["datasets"]["clean"]["period"] = -3.0
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    earlier = {path: (copy / path).read_bytes() for path in ("data/processed/clean.npz", "reports/metrics.json", "dvc.lock")}
     result = _run(["dvc", "repro"], copy, check=False)
     assert result.returncode != 0
     assert "datasets.clean.period: Input should be greater than 0" in result.stdout + result.stderr
+    assert {path: (copy / path).read_bytes() for path in earlier} == earlier
