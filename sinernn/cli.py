@@ -2,6 +2,7 @@
 
     sinernn validate                             check params.yaml and exit
     sinernn generate --dataset clean             data/processed/clean.npz (+ .json manifest)
+    sinernn tune --arch lstm [--workers N]      tuned/lstm.json (an Optuna study; see --help)
     sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
     sinernn summarize                            reports/metrics.json
@@ -43,6 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
     generate.add_argument("--out", type=Path, help="output .npz (default: data/processed/DATASET.npz)")
 
+    tune = commands.add_parser(
+        "tune", help="search one architecture's hyperparameters with Optuna",
+        description="Run (or resume, or join) the Optuna study of one architecture on tune.dataset, "
+        "then write the best values as JSON for `sinernn train --tuned`. Start the same command on "
+        "several machines with one PostgreSQL --storage to spread a study over them.",
+    )
+    _add_common(tune)
+    tune.add_argument("--arch", required=True, help="a key of `architectures` in params.yaml")
+    tune.add_argument("--data", type=Path, help="input .npz (default: data/processed/TUNE_DATASET.npz)")
+    tune.add_argument("--out", type=Path, help="best values as JSON (default: tuned/ARCH.json)")
+    tune.add_argument("--workers", type=int, help="local worker processes on the study (default: tune.workers)")
+    tune.add_argument(
+        "--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: "
+        "$SINERNN_OPTUNA_STORAGE, then tune.storage, then sqlite:///optuna/studies.db)",
+    )
+
     train = commands.add_parser("train", help="train one architecture on one dataset")
     _add_common(train)
     train.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
@@ -50,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="input .npz (default: data/processed/DATASET.npz)")
     train.add_argument("--model-dir", type=Path, help="where model.pt and train.json go (default: models/DATASET/ARCH)")
     train.add_argument("--history", type=Path, help="per-epoch CSV (default: reports/history/DATASET/ARCH.csv)")
+    train.add_argument("--tuned", type=Path, help="tuned values to apply over params.yaml (from `sinernn tune`); default: none")
 
     evaluate = commands.add_parser("evaluate", help="score every trained architecture of one dataset")
     _add_common(evaluate)
@@ -84,6 +102,21 @@ def run(argv: list[str]) -> None:
         _check_name("dataset", args.dataset, params.datasets)
     if args.command == "generate":
         jobs.generate_job(params, args.dataset, args.out or Path(f"data/processed/{args.dataset}.npz"))
+    elif args.command == "tune":
+        _check_name("architecture", args.arch, params.architectures)
+        if args.workers is not None and args.workers < 1:
+            raise SinernnError(f"--workers must be at least 1 (got {args.workers})")
+        result = jobs.tune_job(
+            params, args.arch,
+            args.data or Path(f"data/processed/{params.tune.dataset}.npz"),
+            args.out or Path(f"tuned/{args.arch}.json"),
+            workers=args.workers, storage=args.storage,
+        )
+        if result.get("best_value") is None:
+            print(f"{args.arch}: not tuned ({result['note']})")
+        else:
+            print(f"{args.arch}: best val loss {result['best_value']:.3g} (trial {result['best_trial']}) "
+                  f"with {result['arch'] | result['train']}")
     elif args.command == "train":
         _check_name("architecture", args.arch, params.architectures)
         summary = jobs.train_job(
@@ -91,6 +124,7 @@ def run(argv: list[str]) -> None:
             args.data or Path(f"data/processed/{args.dataset}.npz"),
             args.model_dir or Path(f"models/{args.dataset}/{args.arch}"),
             args.history or Path(f"reports/history/{args.dataset}/{args.arch}.csv"),
+            tuned_path=args.tuned,
         )
         print(f"trained {args.arch} on {args.dataset}: best val loss {summary['best_val_loss']:.3g} "
               f"after {summary['epochs']} epochs, {summary['train_seconds']:.1f} s")

@@ -37,23 +37,23 @@ def generate_job(params: Params, name: str, npz_path: Path) -> dict:
 
 
 def train_job(
-    params: Params, dataset_name: str, arch_name: str, data_path: Path, model_dir: Path, history_path: Path
+    params: Params, dataset_name: str, arch_name: str, data_path: Path, model_dir: Path, history_path: Path,
+    tuned_path: Path | None = None,
 ) -> dict:
-    """Train one architecture on one dataset; writes model.pt and train.json to model_dir."""
+    """Train one architecture on one dataset; writes model.pt and train.json to model_dir.
+
+    tuned_path: the `tune` stage's best values for this architecture, applied over params.yaml.
+    """
     import torch
 
     from sinernn.checkpoint import save_checkpoint
-    from sinernn.framing import frame
-    from sinernn.models import build_model
-    from sinernn.training import fit_baseline, train_model
+    from sinernn.training import fit_architecture
+    from sinernn.tuning import apply_tuned, read_tuned
 
     dataset, manifest = data.load(data_path)
-    arch, cfg = params.architectures[arch_name], params.train
+    tuned = read_tuned(tuned_path) if tuned_path else {}
+    arch, cfg = apply_tuned(params.architectures[arch_name], params.train, tuned)
     torch.set_num_threads(cfg.threads)
-    train_set = frame(dataset, "train", cfg.framing, cfg.window)
-    val_set = frame(dataset, "val", cfg.framing, cfg.window)
-    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}
-    model = build_model(model_config, seed=params.seed)
 
     tags = {
         "stage": "train", "dataset": dataset_name, "architecture": arch_name, "kind": arch.kind,
@@ -62,10 +62,9 @@ def train_job(
     run_name = f"train-{dataset_name}-{arch_name}"
     with stage_run(params.mlflow.experiment, run_name, tags) as run:
         run.log_params({"seed": params.seed, **_flat("arch", arch.model_dump()), **_flat("train", cfg.model_dump())})
-        if arch.kind in BASELINE_KINDS:
-            result = fit_baseline(model, train_set, val_set, getattr(arch, "alpha", 0.0))
-        else:
-            result = train_model(model, train_set, val_set, cfg, params.seed, [run.log_epoch], run_name)
+        run.client.set_tag(run.run_id, "tuned", "yes" if tuned.get("best_value") is not None else "no")
+        fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name)
+        model, model_config, result, val_set = fitted.model, fitted.model_config, fitted.result, fitted.val_set
         summary = {
             "train_seconds": result.seconds,
             "epochs": len(result.history),
@@ -75,6 +74,7 @@ def train_job(
             "window": cfg.window,
             "dataset_hash": manifest["sha256"],
             "mlflow_run_id": run.run_id,
+            "tuned": {"arch": tuned.get("arch", {}), "train": tuned.get("train", {})},
         }
         run.log_metrics({"train_seconds": result.seconds, "best_val_loss": result.best_val_loss})
         with tempfile.TemporaryDirectory() as scratch:
@@ -89,6 +89,72 @@ def train_job(
         write_json(model_dir / "train.json", summary)
         write_csv(history_path, result.history_rows())
     return summary
+
+
+def tune_job(
+    params: Params, arch_name: str, data_path: Path, out_path: Path,
+    workers: int | None = None, storage: str | None = None,
+) -> dict:
+    """Search one architecture's hyperparameters; write the best values to out_path.
+
+    Baselines (nothing to tune) and tune.enabled: false write {"arch": {}, "train": {}}, so the
+    train stage always finds a file and uses params.yaml's values unchanged.
+    """
+    import optuna
+
+    from sinernn import tuning
+
+    arch = params.architectures[arch_name]
+    if not params.tune.enabled or not tuning.tunable(arch):
+        # The baselines' note does not depend on tune.enabled, so toggling it leaves them alone.
+        reason = f"{arch.kind}: nothing to tune" if not tuning.tunable(arch) else "tune.enabled is false"
+        payload = {"arch": {}, "train": {}, "best_value": None, "note": reason}
+        write_json(out_path, payload)
+        return payload
+
+    _, manifest = data.load(data_path)  # a missing or corrupt file stops here, before any trial
+    url = tuning.storage_url(params, storage, project_root())
+    name = tuning.study_name(params, arch_name, manifest["sha256"])
+    opened = tuning.open_storage(url, params.tune.heartbeat_interval, params.tune.max_retry)
+    study, created = tuning.open_study(opened, name, params)
+    # A resumed study, or one another machine created: log under its existing MLflow run.
+    # (A study with no trials yet was created by another coordinator an instant ago: give it time
+    # to record its run, or each machine would open its own.)
+    parent_id = None if created else tuning.wait_for_user_attr(
+        study, "mlflow_parent_run_id", 30 if not study.trials else 0)
+    tags = {"stage": "tune", "dataset": params.tune.dataset, "architecture": arch_name, "kind": arch.kind,
+            "dataset_hash": manifest["sha256"], "optuna_study": name}
+    with stage_run(params.mlflow.experiment, f"tune-{params.tune.dataset}-{arch_name}", tags,
+                   resume_run_id=parent_id) as run:
+        if parent_id is None:
+            study.set_user_attr("mlflow_parent_run_id", run.run_id)
+            run.log_params({"storage": tuning._redact(url), **_flat("tune", params.tune.model_dump(exclude={"space", "storage"})),
+                            **_flat("space", params.tune.space.model_dump())})
+        tuning.run_study(params, arch_name, data_path, url, name, run.run_id, workers or params.tune.workers)
+
+        study = optuna.load_study(study_name=name, storage=opened)
+        counts = tuning.count_states(study)
+        if counts["COMPLETE"] == 0:
+            raise tuning.TuneError(f"study {name}: no trial completed ({counts}); see the trials' fail_reason")
+        best = study.best_trial
+        overrides = tuning.best_overrides(study, params, arch_name)
+        rows = tuning.trial_rows(study)
+        epochs = sum(row["epochs"] or 0 for row in rows)
+        # Tags, not params: a resumed study may find a better trial, and MLflow params are immutable.
+        for key, value in best.params.items():
+            run.client.set_tag(run.run_id, f"best.{key}", str(value))
+        run.client.set_tag(run.run_id, "best_trial", str(best.number))
+        run.log_metrics({"best_value": best.value, "n_complete": counts["COMPLETE"], "n_pruned": counts["PRUNED"],
+                         "n_failed": counts["FAIL"], "epochs_trained": epochs}, step=len(rows))
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = Path(scratch)
+            write_csv(scratch / "trials.csv", rows)
+            run.log_artifact(scratch / "trials.csv")
+            for plot in tuning.study_plots(study, scratch):
+                run.log_artifact(plot, "plots")
+        payload = {**overrides, "best_value": best.value, "best_trial": best.number, "study": name}
+        write_json(out_path, payload)
+    return payload
 
 
 def evaluate_job(

@@ -72,11 +72,11 @@ class StageRun:
             self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])
         self._pending.clear()
 
-    def log_metrics(self, metrics: dict[str, float | None]) -> None:
+    def log_metrics(self, metrics: dict[str, float | None], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         timestamp = _now_ms()
-        batch = [Metric(k, float(v), timestamp, 0) for k, v in metrics.items() if v is not None]
+        batch = [Metric(k, float(v), timestamp, step) for k, v in metrics.items() if v is not None]
         self.client.log_batch(self.run_id, metrics=batch)
 
     def log_params(self, params: dict[str, object]) -> None:
@@ -136,9 +136,19 @@ def _experiment_id(client, name: str, root: Path, embedded: bool) -> str:
 
 
 @contextmanager
-def stage_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[StageRun]:
+def stage_run(
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+    killed_by: tuple[type[BaseException], ...] = (),
+) -> Iterator[StageRun]:
     """Open an MLflow run; it ends FINISHED, or FAILED with the error recorded as a tag.
 
+    parent_run_id: nest it under that run (works across processes and machines, unlike the
+    fluent API's nested runs). resume_run_id: continue that run instead of creating one.
+    killed_by: exceptions that end the run KILLED rather than FAILED (a pruned Optuna trial).
     Connecting happens first, so an unreachable store stops the job before any work is done.
     """
     import mlflow
@@ -152,26 +162,30 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[
     mlflow.set_tracking_uri(uri)
     try:
         client = MlflowClient(tracking_uri=uri)
-        experiment_id = _experiment_id(client, experiment, root, embedded)
-        run = client.create_run(
-            experiment_id,
-            run_name=run_name,
-            tags={"git_commit": git_commit(root), "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **tags},
-        )
+        if resume_run_id:
+            client.update_run(resume_run_id, status="RUNNING")
+            run_id = resume_run_id
+        else:
+            experiment_id = _experiment_id(client, experiment, root, embedded)
+            all_tags = {"git_commit": git_commit(root), "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **tags}
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
     except Exception as exc:
         raise TrackingError(
             f"cannot use the MLflow tracking store {uri} ({type(exc).__name__}: {str(exc)[:200]}); "
             "check MLFLOW_TRACKING_URI or that the server is running"
         ) from None
-    stage = StageRun(client, run.info.run_id)
+    stage = StageRun(client, run_id)
     try:
         yield stage
         stage.flush()
     except BaseException as exc:
         try:
             stage.flush()
-            client.set_tag(stage.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
-            client.set_terminated(stage.run_id, status="FAILED")
+            killed = isinstance(exc, killed_by) if killed_by else False
+            client.set_tag(stage.run_id, "error" if not killed else "stopped", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_terminated(stage.run_id, status="KILLED" if killed else "FAILED")
         except Exception:
             pass  # the original error is the one the user must see
         raise

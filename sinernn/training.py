@@ -14,10 +14,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sinernn.config import TrainConfig
+from sinernn.config import BASELINE_KINDS, ArchConfig, TrainConfig
+from sinernn.data import Dataset
 from sinernn.errors import TrainingDiverged
-from sinernn.framing import Framed
-from sinernn.models import LinearAutoregression
+from sinernn.framing import Framed, frame
+from sinernn.models import LinearAutoregression, build_model
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,32 @@ def fit_baseline(model: nn.Module, train: Framed, val: Framed, alpha: float) -> 
     train_loss, val_loss = mean_loss(model, train), mean_loss(model, val)
     stats = EpochStats(1, train_loss, val_loss, 0.0, 0.0)
     return TrainResult([stats], 1, val_loss, time.perf_counter() - started)
+
+
+@dataclass
+class Fitted:
+    model: nn.Module
+    model_config: dict  # what the checkpoint stores: the architecture plus its input length
+    result: TrainResult
+    val_set: Framed
+
+
+def fit_architecture(
+    arch: ArchConfig,
+    cfg: TrainConfig,
+    dataset: Dataset,
+    seed: int,
+    on_epoch: list[EpochCallback] | None = None,
+    description: str = "train",
+) -> Fitted:
+    """Frame, build, then train (or fit, for a baseline). The train stage and every Optuna trial
+    go through here, so a tuned value means the same thing in both."""
+    train_set = frame(dataset, "train", cfg.framing, cfg.window)
+    val_set = frame(dataset, "val", cfg.framing, cfg.window)
+    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}
+    model = build_model(model_config, seed=seed)
+    if arch.kind in BASELINE_KINDS:
+        result = fit_baseline(model, train_set, val_set, getattr(arch, "alpha", 0.0))
+    else:
+        result = train_model(model, train_set, val_set, cfg, seed, on_epoch, description)
+    return Fitted(model, model_config, result, val_set)

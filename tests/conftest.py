@@ -24,6 +24,7 @@ def tiny_raw_params() -> dict:
             ds.update(n_train_series=8, n_val_series=4, n_test_series=2, train_length=40, test_length=1040)
     raw["train"].update(window=16, max_epochs=3, batch_size=64)
     raw["run"].update(train_datasets=["clean"])
+    raw["tune"].update(n_trials=3, max_epochs=3, startup_trials=1, heartbeat_interval=1)
     return raw
 
 

@@ -6,6 +6,7 @@ store at the project root, a no-op second repro, and `dvc exp run --temp` loggin
 """
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -50,6 +51,9 @@ def project(tmp_path_factory):
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project"], root)
     first = _run(["dvc", "repro"], root)
+    # Commit the results, as a user would: `dvc exp run --temp` starts from the last commit.
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first repro"], root)
     return root, first
 
 
@@ -65,7 +69,8 @@ def test_repro_writes_every_declared_output(project):
     for path in ["data/processed/clean.npz", "data/processed/clean.json", "data/processed/sample_csv.npz",
                  "models/clean/lstm/model.pt", "models/clean/persistence/model.pt", "models/clean/lstm/train.json",
                  "reports/history/clean/lstm.csv", "reports/eval/clean.json", "reports/predictions/clean/lstm.csv",
-                 "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock"]:
+                 "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock",
+                 "tuned/lstm.json", "tuned/persistence.json", "optuna/studies.db"]:
         assert (root / path).is_file(), path
 
 
@@ -107,14 +112,29 @@ def test_a_second_repro_does_nothing(project):
     assert "Data and pipelines are up to date" in again.stdout
 
 
-def test_exp_run_temp_logs_to_the_same_store(project):
+def test_the_train_stage_uses_the_tuned_values(project):
+    root, _ = project
+    tuned = json.loads((root / "tuned/lstm.json").read_text())
+    trained = json.loads((root / "models/clean/lstm/train.json").read_text())
+    assert tuned["best_value"] is not None
+    assert trained["tuned"] == {"arch": tuned["arch"], "train": tuned["train"]}
+    assert json.loads((root / "tuned/persistence.json").read_text())["arch"] == {}
+
+
+def test_exp_run_temp_reruns_only_what_a_new_search_space_changes_and_logs_to_the_same_store(project):
+    """`dvc exp run --temp` runs in a copy under .dvc/tmp; its runs must still land in the root store."""
     root, _ = project
     before = len(_runs(root, "train-clean-lstm"))
-    _run(["dvc", "exp", "run", "--temp", "-S", "train.max_epochs=2"], root)
+    result = _run(["dvc", "exp", "run", "--temp", "-S", "tune.space.lr.high=0.02"], root)
+    ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+    assert {"tune@lstm", "train@clean-lstm", "evaluate@clean"} <= ran
+    assert not ran & {"generate@clean", "generate@sample_csv", "train@clean-persistence"}
+
     runs = _runs(root, "train-clean-lstm")
     assert len(runs) == before + 1
     assert all(run.info.artifact_uri.startswith((root / "mlartifacts").as_uri()) for run in runs)
     assert not list((root / ".dvc/tmp").rglob("mlflow.db"))
+    assert not list((root / ".dvc/tmp").rglob("studies.db"))  # the study too lives at the root
 
 
 def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):

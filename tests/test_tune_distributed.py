@@ -1,0 +1,108 @@
+"""One study spread over several processes through the real PostgreSQL server on this machine
+(127.0.0.1:5432, user postgres, database test; CI has it too). Each `sinernn tune` process stands
+for a machine; they share nothing but the storage URL and the MLflow store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_params
+from sinernn import jobs, tuning
+from sinernn.config import parse_params
+
+POSTGRES = os.environ.get("SINERNN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def shared(tracked, tmp_path, raw_params):
+    """A project folder with the clean dataset, params naming a fresh experiment (so a fresh study)."""
+    raw_params["mlflow"]["experiment"] = f"pg-{uuid.uuid4().hex[:8]}"
+    raw_params["tune"].update(storage=POSTGRES, n_trials=6, max_epochs=6, startup_trials=2)
+    params = parse_params(raw_params)
+    npz = tmp_path / "data/processed/clean.npz"
+    jobs.generate_job(params, "clean", npz)
+    name = tuning.study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    storage = tuning.open_storage(POSTGRES, 1, 1)
+    yield raw_params, npz, name, storage
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+
+
+def _tune(tmp_path, raw_params, npz, out, *extra):
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--arch", "rnn",
+               "--data", str(npz), "--out", str(out), *extra]
+    return subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process, timeout=240):
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def test_two_machines_on_one_study_finish_exactly_n_trials(shared, tmp_path, tracked):
+    raw_params, npz, name, storage = shared
+    machines = [_tune(tmp_path, raw_params, npz, tmp_path / f"machine{i}.json") for i in range(2)]
+    for machine in machines:
+        _finish(machine)
+
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 6  # none lost, none extra
+    assert len({t.number for t in trials}) == len(trials)
+    assert all(t.state.name == "FAIL" and t.user_attrs["fail_reason"].startswith("surplus")
+               for t in trials if t not in finished)
+
+    client = MlflowClient(tracked)
+    experiment = client.get_experiment_by_name(raw_params["mlflow"]["experiment"])
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.info.run_name == "tune-clean-rnn"]
+    assert len(parents) == 1  # both machines log under the one study run
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(c.data.tags["optuna_trial"]) for c in children) == sorted(t.number for t in finished)
+    # Both machines report the same best trial of the shared study.
+    results = [json.loads((tmp_path / f"machine{i}.json").read_text()) for i in range(2)]
+    assert {r["best_trial"] for r in results} <= {t.number for t in finished}
+
+
+def test_local_workers_share_a_postgres_study(shared, tmp_path):
+    raw_params, npz, name, storage = shared
+    _finish(_tune(tmp_path, raw_params, npz, tmp_path / "rnn.json", "--workers", "2"))
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+
+
+def test_a_worker_killed_mid_trial_does_not_stall_the_study(shared, tmp_path):
+    raw_params, npz, _, storage = shared
+    raw_params["tune"].update(n_trials=3, max_epochs=40, pruner="none")
+    name = tuning.study_name(parse_params(raw_params), "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    victim = _tune(tmp_path, raw_params, npz, tmp_path / "victim.json")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).trials
+            if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+
+    _finish(_tune(tmp_path, raw_params, npz, tmp_path / "survivor.json"))
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+    assert [t.state.name for t in trials].count("FAIL") == 1  # the dead worker's trial, retried
+    optuna.delete_study(study_name=name, storage=storage)

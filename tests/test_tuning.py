@@ -1,0 +1,160 @@
+"""Optuna searches on a real local SQLite study and a real MLflow store, on tiny params."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_params
+from sinernn import jobs, tuning
+from sinernn.config import ParamsError, parse_params
+
+
+@pytest.fixture
+def clean_npz(tracked, tmp_path, params):
+    npz = tmp_path / "data/processed/clean.npz"
+    jobs.generate_job(params, "clean", npz)
+    return npz
+
+
+def _experiment_runs(store, experiment):
+    client = MlflowClient(store)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], max_results=1000)
+
+
+def _study(tmp_path, name):
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": {"low": 0.1, "high": 0.01}}, "tune.space.lr: low (0.1) must not exceed high (0.01)"),
+    ({"grad_clip": []}, "tune.space.grad_clip: List should have at least 1 item"),
+    ({"dropout": {"low": 0.1, "high": 0.2}}, "tune.space.dropout: unknown key"),
+    ({"hidden_size": {"low": 0, "high": 8}}, "tune.space.hidden_size.low: Input should be greater than 0"),
+    ({"window": {"low": 16, "high": 4000}}, "the longest window"),
+])
+def test_an_invalid_search_space_is_one_clear_error(raw_params, change, message):
+    raw_params["tune"]["space"].update(change)
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw_params)
+
+
+def test_tune_dataset_must_be_generated(raw_params):
+    raw_params["tune"]["dataset"] = "nowhere"
+    with pytest.raises(ParamsError, match="tune.dataset is 'nowhere'"):
+        parse_params(raw_params)
+
+
+def test_a_transformer_gets_a_d_model_its_heads_divide(params):
+    arch = params.architectures["transformer"]
+    overrides = tuning.suggest(optuna.trial.FixedTrial({"hidden_size": 13, "num_layers": 1, "lr": 0.01, "grad_clip": 0.0}),
+                               params.tune.space, arch, params.train)
+    tuned_arch, tuned_train = tuning.apply_tuned(arch, params.train, overrides)
+    assert tuned_arch.d_model % tuned_arch.nhead == 0 and tuned_arch.d_model >= 13
+    assert tuned_train.lr == 0.01 and tuned_train.grad_clip == 0.0
+
+
+def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp_path, params, clean_npz):
+    out = tmp_path / "tuned/gru.json"
+    result = jobs.tune_job(params, "gru", clean_npz, out)
+
+    assert json.loads(out.read_text()) == result
+    study = _study(tmp_path, result["study"])
+    counts = tuning.count_states(study)
+    assert counts["COMPLETE"] + counts["PRUNED"] == params.tune.n_trials
+    assert result["best_value"] == study.best_value
+    assert result["arch"]["hidden_size"] == study.best_params["hidden_size"]
+    assert result["train"]["lr"] == study.best_params["lr"]
+
+    runs = _experiment_runs(tracked, "sinernn")
+    parent = next(r for r in runs if r.info.run_name == "tune-clean-gru")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(study.trials)
+    assert {c.data.tags["optuna_state"] for c in children} <= {"complete", "pruned"}
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.tags["best.lr"] == str(study.best_params["lr"])
+    artifacts = {a.path for a in MlflowClient(tracked).list_artifacts(parent.info.run_id)}
+    assert "trials.csv" in artifacts
+
+    # The train stage uses the tuned values over params.yaml.
+    summary = jobs.train_job(params, "clean", "gru", clean_npz, tmp_path / "models/clean/gru",
+                             tmp_path / "h.csv", tuned_path=out)
+    assert summary["tuned"]["arch"] == result["arch"]
+    trained = MlflowClient(tracked).get_run(summary["mlflow_run_id"])
+    assert trained.data.params["arch.hidden_size"] == str(result["arch"]["hidden_size"])
+
+
+def test_baselines_and_disabled_tuning_write_empty_values(tracked, tmp_path, raw_params, clean_npz):
+    params = parse_params(raw_params)
+    assert jobs.tune_job(params, "ridge", clean_npz, tmp_path / "ridge.json")["arch"] == {}
+    raw_params["tune"]["enabled"] = False
+    disabled = jobs.tune_job(parse_params(raw_params), "lstm", clean_npz, tmp_path / "lstm.json")
+    assert disabled == {"arch": {}, "train": {}, "best_value": None, "note": "tune.enabled is false"}
+
+
+def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, raw_params, clean_npz):
+    raw_params["tune"]["n_trials"] = 2
+    first = jobs.tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    raw_params["tune"]["n_trials"] = 4
+    second = jobs.tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    assert second["study"] == first["study"]
+    study = _study(tmp_path, second["study"])
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]  # two old trials kept, two new ones
+    parents = [r for r in _experiment_runs(tracked, "sinernn") if r.info.run_name == "tune-clean-rnn"]
+    assert len(parents) == 1  # the resumed study logs under the same MLflow run
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the enqueued lr lies outside the space on purpose
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tracked, tmp_path, params, clean_npz):
+    name = tuning.study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
+    study = tuning.make_study(storage, name, params, params.seed)
+    study.enqueue_trial({"lr": 1.0e30, "grad_clip": 0.0, "hidden_size": 8, "num_layers": 1})
+
+    jobs.tune_job(params, "rnn", clean_npz, tmp_path / "rnn.json")
+    trials = _study(tmp_path, name).trials
+    assert trials[0].state.name == "FAIL"
+    assert "training diverged" in trials[0].user_attrs["fail_reason"]
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == params.tune.n_trials
+
+
+def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path, raw_params, clean_npz):
+    raw_params["tune"].update(n_trials=3, max_epochs=40, pruner="none")
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--arch", "lstm",
+               "--data", str(clean_npz), "--out", str(tmp_path / "lstm.json")]
+    worker = subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = tuning.study_name(parse_params(raw_params), "lstm",
+                             json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until a trial is mid-training, then kill without warning
+        try:
+            if any(t.state.name == "RUNNING" and t.intermediate_values for t in _study(tmp_path, name).trials):
+                break
+        except KeyError:
+            pass  # the study is not created yet
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert not (tmp_path / "lstm.json").exists()
+    assert any(t.state.name == "RUNNING" for t in _study(tmp_path, name).trials)
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=os.environ.copy(), capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = _study(tmp_path, name).trials
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+    dead = [t for t in trials if t.state.name == "FAIL"]
+    assert len(dead) == 1
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead[0].number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
+    assert json.loads((tmp_path / "lstm.json").read_text())["study"] == name
