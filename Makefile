@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench ui clean
+.PHONY: install run test test-fast bench bench-tuning ui dashboard
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ test-fast: install
 bench: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline.py
 
+bench-tuning: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/tuning.py
+
 # The MLflow UI on the embedded store, bound to this machine only.
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# optuna-dashboard on the local study database, bound to this machine only.
+dashboard: install
+	$(BIN)/optuna-dashboard sqlite:///$(CURDIR)/optuna/studies.db --host 127.0.0.1 --port 8080

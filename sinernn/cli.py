@@ -3,6 +3,7 @@
     sinernn validate                             check params.yaml and exit
     sinernn generate --dataset clean             data/processed/clean.npz (+ .json manifest)
     sinernn tune --arch lstm [--workers N]      tuned/lstm.json (an Optuna study; see --help)
+    sinernn storage-proxy --storage URL          Optuna's gRPC proxy in front of a storage
     sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
     sinernn summarize                            reports/metrics.json
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: "
         "$SINERNN_OPTUNA_STORAGE, then tune.storage, then sqlite:///optuna/studies.db)",
     )
+
+    proxy = commands.add_parser(
+        "storage-proxy", help="serve an Optuna storage to many workers through one gRPC proxy",
+        description="Optuna's gRPC storage proxy in front of --storage: workers then use "
+        "--storage grpc://HOST:PORT and the database sees one client instead of one per worker. "
+        "Trials run through the proxy send no heartbeats (an Optuna limitation).",
+    )
+    _add_common(proxy)
+    proxy.add_argument("--storage", required=True, help="the real storage, e.g. postgresql://user@host/db")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    proxy.add_argument("--port", type=int, default=13000, help="default: %(default)s")
 
     train = commands.add_parser("train", help="train one architecture on one dataset")
     _add_common(train)
@@ -117,6 +129,10 @@ def run(argv: list[str]) -> None:
         else:
             print(f"{args.arch}: best val loss {result['best_value']:.3g} (trial {result['best_trial']}) "
                   f"with {result['arch'] | result['train']}")
+    elif args.command == "storage-proxy":
+        from sinernn.tuning import serve_proxy
+
+        serve_proxy(args.storage, args.host, args.port, params.tune.heartbeat_interval, params.tune.max_retry)
     elif args.command == "train":
         _check_name("architecture", args.arch, params.architectures)
         summary = jobs.train_job(

@@ -215,15 +215,23 @@ class TuneConfig(Strict):
     pruner: Literal["median", "hyperband", "none"] = "median"
     startup_trials: Annotated[int, Field(ge=0)] = 4  # random trials before TPE and pruning start
     workers: PositiveInt = 1  # local worker processes; >1 trades exact reproducibility for speed
-    storage: str | None = None  # null: sqlite optuna/studies.db; or postgresql://user@host/db
+    storage: str | None = None  # null: sqlite optuna/studies.db; postgresql://...; grpc://host:port
     heartbeat_interval: PositiveInt = 10  # seconds; a trial silent 2x this long is failed...
     max_retry: Annotated[int, Field(ge=0)] = 1  # ...and re-queued this many times
     space: SearchSpace = SearchSpace()
+    # Per-architecture changes to `space`, e.g. {deep_lstm: {num_layers: {low: 2, high: 3}}}, so
+    # that tuning does not turn the stacked LSTM into the plain one.
+    arch_space: dict[str, dict] = {}
+
+    def space_for(self, arch_name: str) -> SearchSpace:
+        return SearchSpace.model_validate({**self.space.model_dump(), **self.arch_space.get(arch_name, {})})
 
     @model_validator(mode="after")
     def _storage_kind(self) -> TuneConfig:
-        if self.storage is not None and not self.storage.startswith(("sqlite:///", "postgresql")):
-            raise ValueError(f"storage must be null, sqlite:///PATH or postgresql://... (got {self.storage!r})")
+        if self.storage is not None and not self.storage.startswith(("sqlite:///", "postgresql", "grpc://")):
+            raise ValueError(
+                f"storage must be null, sqlite:///PATH, postgresql://... or grpc://HOST:PORT (got {self.storage!r})"
+            )
         return self
 
 
@@ -260,6 +268,13 @@ class Params(Strict):
                     f"run.architectures names unknown architecture {name!r}; "
                     f"defined: {sorted(self.architectures)}"
                 )
+        for name in self.tune.arch_space:
+            if name not in self.architectures:
+                raise ValueError(f"tune.arch_space names unknown architecture {name!r}; defined: {sorted(self.architectures)}")
+            try:
+                self.tune.space_for(name)
+            except ValidationError as exc:
+                raise ValueError(_describe(exc.errors()[0], prefix=f"tune.arch_space.{name}")) from None
         if self.tune.dataset not in self.run.datasets:
             raise ValueError(
                 f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
@@ -273,8 +288,8 @@ class Params(Strict):
                     f"for the baselines {baselines}: remove them from run.architectures"
                 )
         # The rollout is seeded with one window and scored over the longest horizon.
-        window_space = self.tune.space.window
-        longest_window = max(self.train.window, window_space.high if window_space else 0)
+        window_highs = [space.window.high for space in map(self.tune.space_for, self.architectures) if space.window]
+        longest_window = max([self.train.window, *window_highs])
         needed = longest_window + max(ROLLOUT_HORIZONS)
         for name, ds in self.datasets.items():
             test_len = {"sine": "n_test", "random_freq": "test_length"}.get(ds.source)
@@ -299,14 +314,14 @@ class ParamsError(SinernnError):
 _UNION_TAGS = {"sine", "random_freq", "csv", "rnn", "gru", "lstm", "transformer", *BASELINE_KINDS}
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict, prefix: str = "") -> str:
     """One readable line for one pydantic error: the dotted key and what is allowed."""
     loc = list(error["loc"])
     # A discriminated union puts the tag in the path (datasets.clean.sine.period); the user wrote
     # datasets.clean.period, so drop it.
     if len(loc) > 2 and loc[0] in ("datasets", "architectures") and loc[2] in _UNION_TAGS:
         del loc[2]
-    location = ".".join(str(part) for part in loc)
+    location = ".".join(str(part) for part in [*([prefix] if prefix else []), *loc])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"

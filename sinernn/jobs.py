@@ -129,7 +129,7 @@ def tune_job(
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", run.run_id)
             run.log_params({"storage": tuning._redact(url), **_flat("tune", params.tune.model_dump(exclude={"space", "storage"})),
-                            **_flat("space", params.tune.space.model_dump())})
+                            **_flat("space", params.tune.space_for(arch_name).model_dump())})
         tuning.run_study(params, arch_name, data_path, url, name, run.run_id, workers or params.tune.workers)
 
         study = optuna.load_study(study_name=name, storage=opened)

@@ -110,6 +110,13 @@ def _quiet_optuna():
 
 def open_storage(url: str, heartbeat_interval: int, max_retry: int):
     optuna = _quiet_optuna()
+    if url.startswith("grpc://"):
+        # Optuna's gRPC proxy (`sinernn storage-proxy`): many workers, few database connections.
+        host, _, port = url.removeprefix("grpc://").partition(":")
+        try:
+            return optuna.storages.GrpcStorageProxy(host=host, port=int(port or 13000))
+        except Exception as exc:
+            raise TuneError(f"cannot reach the Optuna storage proxy {url} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -132,6 +139,14 @@ def open_storage(url: str, heartbeat_interval: int, max_retry: int):
         raise TuneError(f"cannot open the Optuna storage {_redact(url)} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def serve_proxy(url: str, host: str, port: int, heartbeat_interval: int, max_retry: int) -> None:
+    """Run Optuna's gRPC storage proxy in front of `url` until interrupted."""
+    optuna = _quiet_optuna()
+    storage = open_storage(url, heartbeat_interval, max_retry)
+    print(f"Optuna storage proxy for {_redact(url)} on grpc://{host}:{port} (Ctrl-C stops it)", flush=True)
+    optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+
+
 def _redact(url: str) -> str:
     """A storage URL without its password, for messages."""
     if "@" in url and "://" in url:
@@ -145,9 +160,10 @@ def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
     """<experiment>-<arch>-<hash>: the hash covers everything a trial's result depends on."""
     # Not in the hash: how the search is run (workers, storage, ...), and n_trials, so raising it
     # continues the same study.
-    tune = params.tune.model_dump(
-        exclude={"enabled", "workers", "storage", "timeout", "heartbeat_interval", "max_retry", "n_trials"}
-    )
+    tune = params.tune.model_dump(exclude={
+        "enabled", "workers", "storage", "timeout", "heartbeat_interval", "max_retry", "n_trials", "space", "arch_space",
+    })
+    tune["space"] = params.tune.space_for(arch_name).model_dump()  # this architecture's space only
     key = {
         "seed": params.seed, "arch": params.architectures[arch_name].model_dump(),
         "train": params.train.model_dump(exclude={"threads"}), "tune": tune, "data": dataset_hash,
@@ -232,7 +248,7 @@ class Objective:
             raise SurplusTrial(f"trial {trial.number} is beyond n_trials={tune.n_trials}")
 
         arch = self.params.architectures[self.arch_name]
-        overrides = suggest(trial, tune.space, arch, self.params.train)
+        overrides = suggest(trial, tune.space_for(self.arch_name), arch, self.params.train)
         arch, cfg = apply_tuned(arch, self.params.train, overrides)
         if tune.max_epochs:
             cfg = cfg.model_copy(update={"max_epochs": tune.max_epochs})
@@ -391,8 +407,10 @@ def run_study(
         if counts["FAIL"] >= max(tune.n_trials, 3) and counts["COMPLETE"] == 0:
             raise TuneError(f"study {study}: {counts['FAIL']} trials failed and none completed; "
                             "see their fail_reason (e.g. lower tune.space.lr.high)")
-        if counts["RUNNING"]:  # another machine's trials, or a dead worker's not yet stale
-            time.sleep(min(tune.heartbeat_interval, 5))
+        if counts["RUNNING"]:
+            if not isinstance(opened, optuna.storages.RDBStorage):
+                return  # no heartbeats through the gRPC proxy: a RUNNING trial may be dead forever
+            time.sleep(min(tune.heartbeat_interval, 5))  # another machine's, or a dead worker's not yet stale
 
 
 # ---- what a finished study leaves behind -----------------------------------------------------
@@ -403,7 +421,7 @@ def best_overrides(study, params: Params, arch_name: str) -> dict:
     import optuna
 
     arch = params.architectures[arch_name]
-    return suggest(optuna.trial.FixedTrial(study.best_trial.params), params.tune.space, arch, params.train)
+    return suggest(optuna.trial.FixedTrial(study.best_trial.params), params.tune.space_for(arch_name), arch, params.train)
 
 
 def trial_rows(study) -> list[dict]:

@@ -5,6 +5,7 @@ for a machine; they share nothing but the storage URL and the MLflow store."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,3 +107,21 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(shared, tmp_path):
     assert sum(t.state.name == "COMPLETE" for t in trials) == 3
     assert [t.state.name for t in trials].count("FAIL") == 1  # the dead worker's trial, retried
     optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_path):
+    raw_params, npz, name, storage = shared
+    with socket.socket() as probe:  # a free port for the proxy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    proxy = subprocess.Popen([sys.executable, "-m", "sinernn.cli", "storage-proxy", "--params", str(path),
+                              "--storage", POSTGRES, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "storage proxy" in proxy.stdout.readline()
+        _finish(_tune(tmp_path, raw_params, npz, tmp_path / "rnn.json", "--storage", f"grpc://127.0.0.1:{port}"))
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    trials = optuna.load_study(study_name=name, storage=storage).trials  # straight from PostgreSQL
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6

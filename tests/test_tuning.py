@@ -47,6 +47,25 @@ def test_an_invalid_search_space_is_one_clear_error(raw_params, change, message)
         parse_params(raw_params)
 
 
+@pytest.mark.parametrize("arch_space, message", [
+    ({"deep_lstm": {"num_layers": {"low": 3, "high": 2}}}, "tune.arch_space.deep_lstm.num_layers: low (3) must not exceed high (2)"),
+    ({"deep_lstm": {"layers": {"low": 2, "high": 3}}}, "tune.arch_space.deep_lstm.layers: unknown key"),
+    ({"deep": {"num_layers": {"low": 2, "high": 3}}}, "tune.arch_space names unknown architecture 'deep'"),
+])
+def test_an_invalid_arch_space_is_one_clear_error(raw_params, arch_space, message):
+    raw_params["tune"]["arch_space"] = arch_space
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw_params)
+
+
+def test_an_arch_space_changes_only_its_architecture(raw_params):
+    raw_params["tune"]["arch_space"] = {"deep_lstm": {"num_layers": {"low": 2, "high": 3}}}
+    params = parse_params(raw_params)
+    assert params.tune.space_for("deep_lstm").num_layers.low == 2
+    assert params.tune.space_for("lstm").num_layers == params.tune.space.num_layers
+    assert params.tune.space_for("deep_lstm").lr == params.tune.space.lr
+
+
 def test_tune_dataset_must_be_generated(raw_params):
     raw_params["tune"]["dataset"] = "nowhere"
     with pytest.raises(ParamsError, match="tune.dataset is 'nowhere'"):

@@ -1,0 +1,100 @@
+"""Measure issue 3's search targets on this machine, with the pipeline's own study code.
+
+    .venv/bin/python benchmarks/tuning.py [--arch lstm] [--trials 16]
+
+1. Pruning: the same study (same seed, sampler, trials) with the median pruner, with Hyperband,
+   and without pruning. Target: pruning trains at most half the epochs of the unpruned study and
+   reaches an equal or better best validation loss.
+2. Workers: one study run by one worker, then a fresh one by two worker processes, unpruned so
+   every trial costs the same. Target: two workers complete >= 1.7x the trials per minute of one.
+   Trials per minute are counted from the first trial's start to the last trial's end (the steady
+   state); the wall time including the workers' start-up (importing torch) is shown beside it.
+
+Studies go to a temporary SQLite file; nothing is logged to MLflow. Prints what it measured and
+exits 1 if a target is missed. The default tuned `dvc repro` is timed by benchmarks/pipeline.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sinernn import data, tuning  # noqa: E402
+from sinernn.config import parse_params  # noqa: E402
+
+
+def run(params, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
+    optuna = tuning._quiet_optuna()
+    opened = tuning.open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry)
+    tuning.make_study(opened, name, params, params.seed)
+    started = time.perf_counter()
+    tuning.run_study(params, arch, npz, storage, name, parent_run_id=None, workers=workers)
+    wall = time.perf_counter() - started
+    trials = [t for t in optuna.load_study(study_name=name, storage=opened).trials if t.state.name in tuning.FINISHED]
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    complete = [t.value for t in trials if t.state.name == "COMPLETE"]
+    return {
+        "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "epochs": sum(t.user_attrs.get("epochs", 0) for t in trials), "best": min(complete),
+        "wall": wall, "per_minute": 60 * len(trials) / span, "per_minute_wall": 60 * len(trials) / wall,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="lstm")
+    parser.add_argument("--trials", type=int, default=16)
+    args = parser.parse_args()
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["tune"]["n_trials"] = args.trials
+    with tempfile.TemporaryDirectory(prefix="sinernn-tune-bench-") as scratch:
+        scratch = Path(scratch)
+        base = parse_params(raw)
+        npz = scratch / f"{base.tune.dataset}.npz"
+        dataset = data.generate(base.tune.dataset, base.datasets[base.tune.dataset], base.seed, base.train.window, ROOT)
+        data.save(dataset, base.datasets[base.tune.dataset], base.seed, npz, npz.with_suffix(".json"))
+        storage = f"sqlite:///{scratch / 'studies.db'}"
+
+        def variant(pruner: str) -> object:
+            return parse_params({**raw, "tune": {**raw["tune"], "pruner": pruner}})
+
+        results = {}
+        for label, pruner, workers in [("no pruning, 1 worker", "none", 1), ("median pruner", "median", 1),
+                                       ("hyperband pruner", "hyperband", 1), ("no pruning, 2 workers", "none", 2)]:
+            print(f"running: {label} ...", flush=True)
+            results[label] = run(variant(pruner), args.arch, npz, storage, label.replace(" ", "-").replace(",", ""), workers)
+
+    print(f"\n{args.arch} on {base.tune.dataset}, {args.trials} trials of up to "
+          f"{base.tune.max_epochs or base.train.max_epochs} epochs:")
+    print(f"{'study':<24} {'pruned':>6} {'epochs':>7} {'best val':>10} {'wall s':>7} {'trials/min':>11} {'(with start-up)':>16}")
+    for label, r in results.items():
+        print(f"{label:<24} {r['pruned']:>6} {r['epochs']:>7} {r['best']:>10.3g} {r['wall']:>7.1f} "
+              f"{r['per_minute']:>11.1f} {r['per_minute_wall']:>16.1f}")
+
+    unpruned = results["no pruning, 1 worker"]
+    checks = []
+    for label in ("median pruner", "hyperband pruner"):
+        r = results[label]
+        checks.append((f"{label}: epochs saved", 1 - r["epochs"] / unpruned["epochs"], ">= 0.5", r["epochs"] <= 0.5 * unpruned["epochs"]))
+        checks.append((f"{label}: best / unpruned best", r["best"] / unpruned["best"], "<= 1", r["best"] <= unpruned["best"]))
+    speedup = results["no pruning, 2 workers"]["per_minute"] / unpruned["per_minute"]
+    speedup_wall = results["no pruning, 2 workers"]["per_minute_wall"] / unpruned["per_minute_wall"]
+    checks.append(("2 workers / 1 worker, trials per minute", speedup, ">= 1.7", speedup >= 1.7))
+    checks.append(("... including worker start-up", speedup_wall, "(shown)", True))
+    print()
+    for name, value, target, met in checks:
+        print(f"{name:<44} {value:>8.3f} {target:>8}  {'yes' if met else 'NO'}")
+    return 0 if all(met for *_, met in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
