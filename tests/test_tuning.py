@@ -177,3 +177,10 @@ def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path,
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead[0].number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert json.loads((tmp_path / "lstm.json").read_text())["study"] == name
+
+
+def test_an_unreachable_study_storage_is_one_clear_error_and_writes_nothing(tracked, tmp_path, params, clean_npz):
+    out = tmp_path / "tuned/lstm.json"
+    with pytest.raises(tuning.TuneError, match="cannot open the Optuna storage postgresql://postgres@127.0.0.1:9/test"):
+        jobs.tune_job(params, "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
+    assert not out.exists()
