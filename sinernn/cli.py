@@ -7,6 +7,8 @@
     sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
     sinernn summarize                            reports/metrics.json
+    sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
+    sinernn report                               reports/REPORT.md from the measurements
 
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
 tracking server) print one line and exit non-zero; nothing half-written is left behind.
@@ -72,6 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     proxy.add_argument("--port", type=int, default=13000, help="default: %(default)s")
 
+    diagnose = commands.add_parser(
+        "diagnose", help="say what is wrong with a setup: a published example, your params, or everything",
+        description="Train a setup briefly and report in plain words what is wrong with it (shape "
+        "mismatches and silent broadcasting, a loss stuck at the target's variance, an input that "
+        "says nothing about the target, a crash and its cause). Exit code 1 when a problem is found.",
+    )
+    _add_common(diagnose)
+    what = diagnose.add_mutually_exclusive_group(required=True)
+    what.add_argument("--example", type=int, choices=[1, 2, 3], help="one of the three published examples, as written")
+    what.add_argument("--dataset", help="your setup: this dataset of params.yaml, with --arch and train.framing")
+    what.add_argument("--all", action="store_true", help="the `diagnose` stage: examples and every measurement of the report")
+    diagnose.add_argument("--arch", help="with --dataset: a key of `architectures`")
+    diagnose.add_argument("--framing", choices=["window", "time_to_value", "naive"], help="with --dataset (default: train.framing)")
+    diagnose.add_argument("--epochs", type=int, help="training epochs (default: diagnose.published_epochs for --example, 20 otherwise)")
+    diagnose.add_argument("--data-dir", type=Path, default=Path("data/processed"), help="default: %(default)s")
+    diagnose.add_argument("--out", type=Path, default=Path("reports/diagnosis"), help="with --all (default: %(default)s)")
+    diagnose.add_argument("--figures", type=Path, default=Path("reports/figures"), help="with --all (default: %(default)s)")
+
+    report = commands.add_parser("report", help="generate reports/REPORT.md from the measurements")
+    _add_common(report)
+    report.add_argument("--diagnosis", type=Path, default=Path("reports/diagnosis/summary.json"), help="default: %(default)s")
+    report.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"), help="default: %(default)s")
+    report.add_argument("--out", type=Path, default=Path("reports/REPORT.md"), help="default: %(default)s")
+
     train = commands.add_parser("train", help="train one architecture on one dataset")
     _add_common(train)
     train.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
@@ -102,7 +128,7 @@ def _check_name(kind: str, name: str, known: dict) -> None:
         raise SinernnError(f"unknown {kind} {name!r}; params.yaml defines: {', '.join(sorted(known))}")
 
 
-def run(argv: list[str]) -> None:
+def run(argv: list[str]) -> int | None:
     args = build_parser().parse_args(argv)
     params = load_params(args.params)  # validated before any work starts
     from sinernn import jobs  # after validation: importing torch and mlflow takes seconds
@@ -110,7 +136,7 @@ def run(argv: list[str]) -> None:
     if args.command == "validate":
         print(f"{args.params}: valid")
         return
-    if hasattr(args, "dataset"):
+    if getattr(args, "dataset", None) is not None:
         _check_name("dataset", args.dataset, params.datasets)
     if args.command == "generate":
         jobs.generate_job(params, args.dataset, args.out or Path(f"data/processed/{args.dataset}.npz"))
@@ -133,6 +159,11 @@ def run(argv: list[str]) -> None:
         from sinernn.tuning import serve_proxy
 
         serve_proxy(args.storage, args.host, args.port, params.tune.heartbeat_interval, params.tune.max_retry)
+    elif args.command == "diagnose":
+        return _diagnose(args, params, jobs)
+    elif args.command == "report":
+        jobs.report_job(params, args.diagnosis, args.metrics, args.out)
+        print(f"wrote {args.out}")
     elif args.command == "train":
         _check_name("architecture", args.arch, params.architectures)
         summary = jobs.train_job(
@@ -159,9 +190,32 @@ def run(argv: list[str]) -> None:
         jobs.summarize_job(params, args.eval_dir, args.out)
 
 
+def _diagnose(args, params, jobs) -> int:
+    from sinernn.diagnosis import describe
+
+    if args.all:
+        jobs.diagnose_job(params, args.data_dir, args.out, args.figures)
+        print(f"wrote {args.out} and {args.figures}")
+        return 0
+    if args.example is not None:
+        findings = jobs.diagnose_example(params, args.example, args.epochs)
+        title = f"published example {args.example}"
+    else:
+        if not args.arch:
+            raise SinernnError("diagnose --dataset needs --arch (a key of `architectures`)")
+        _check_name("architecture", args.arch, params.architectures)
+        findings = jobs.diagnose_setup(params, args.dataset, args.arch, args.framing or params.train.framing,
+                                       args.epochs or 20, args.data_dir / f"{args.dataset}.npz")
+        title = f"{args.arch} on {args.dataset}, framing {args.framing or params.train.framing}"
+    print(f"{title}:\n{describe(findings)}")
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        run(sys.argv[1:] if argv is None else argv)
+        code = run(sys.argv[1:] if argv is None else argv)
+        if code:
+            return code
     except SinernnError as exc:
         print(f"sinernn: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -235,6 +235,34 @@ class TuneConfig(Strict):
         return self
 
 
+# ---- diagnosis ------------------------------------------------------------------------------
+
+
+class DiagnoseConfig(Strict):
+    """Stage `diagnose`: the published examples and the measurements the report rests on."""
+
+    published_epochs: PositiveInt = 1000  # as published
+    example2_hidden: PositiveInt = 10  # the published example 2 leaves `hidden` open
+    corrected_window: PositiveInt = 32
+    corrected_epochs: PositiveInt = 60
+    gradient_dataset: str = "clean"  # a sine source; its splits are lengthened for long windows
+    gradient_windows: list[PositiveInt] = Field(default=[32, 512], min_length=1)
+    gradient_architectures: list[Literal["rnn", "gru", "lstm"]] = Field(default=["rnn", "gru", "lstm"], min_length=1)
+    gradient_hidden: PositiveInt = 32
+    gradient_epochs: PositiveInt = 5
+    stability_dataset: str = "clean"
+    stability_lrs: list[PositiveFloat] = Field(default=[0.001, 0.01, 0.1, 1.0], min_length=1)
+    stability_clips: list[Annotated[float, Field(ge=0)]] = Field(default=[0.0, 1.0], min_length=1)
+    stability_epochs: PositiveInt = 15
+    extrapolation_dataset: str = "clean"
+    extrapolation_arch: str = "lstm"
+    extrapolation_epochs: PositiveInt = 40
+    memory_dataset: str = "noisy"
+    memory_arch: str = "lstm"
+    memory_windows: list[PositiveInt] = Field(default=[2, 8, 32], min_length=1)
+    memory_epochs: PositiveInt = 30
+
+
 class MlflowConfig(Strict):
     experiment: str = Field(default="sinernn", min_length=1)
     log_models: bool = True
@@ -247,6 +275,7 @@ class Params(Strict):
     architectures: dict[str, ArchConfig] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()
+    diagnose: DiagnoseConfig = DiagnoseConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -280,6 +309,17 @@ class Params(Strict):
                 f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
                 f"generated: {self.run.datasets}"
             )
+        d = self.diagnose
+        for key in ("gradient_dataset", "stability_dataset", "extrapolation_dataset", "memory_dataset"):
+            name = getattr(d, key)
+            if name not in self.run.datasets:
+                raise ValueError(f"diagnose.{key} is {name!r}, which run.datasets does not generate; generated: {self.run.datasets}")
+        if self.datasets[d.gradient_dataset].source != "sine":
+            raise ValueError(f"diagnose.gradient_dataset must be a sine source (its splits are lengthened for long windows)")
+        for key in ("extrapolation_arch", "memory_arch"):
+            name = getattr(d, key)
+            if name not in self.architectures or self.architectures[name].kind in BASELINE_KINDS:
+                raise ValueError(f"diagnose.{key} must name a neural architecture of `architectures` (got {name!r})")
         if self.train.framing == "naive":
             baselines = [a for a in self.run.architectures if self.architectures[a].kind in BASELINE_KINDS]
             if baselines:

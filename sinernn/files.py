@@ -72,18 +72,26 @@ def write_csv(target: str | Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def replace_dir(target: str | Path, files: dict[str, list[dict]]) -> None:
-    """Write a folder of CSV files (name -> rows) that replaces `target` whole, only on success."""
+@contextmanager
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """A folder filled in a staging copy beside `target`, swapped in whole only on success."""
     import shutil
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for name, rows in files.items():
-            write_csv(staging / name, rows)
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes it private
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_dir(target: str | Path, files: dict[str, list[dict]]) -> None:
+    """Write a folder of CSV files (name -> rows) that replaces `target` whole, only on success."""
+    with staged_dir(target) as staging:
+        for name, rows in files.items():
+            write_csv(staging / name, rows)

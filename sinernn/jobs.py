@@ -14,7 +14,8 @@ from pathlib import Path
 from sinernn import data
 from sinernn.config import BASELINE_KINDS, Params
 from sinernn.errors import DataError
-from sinernn.files import replace_dir, write_csv, write_json
+from sinernn.files import replace_dir, staged_dir, write_csv, write_json
+from sinernn.files import write_text as write_text_file
 from sinernn.tracking import project_root, stage_run
 
 
@@ -216,3 +217,125 @@ def summarize_job(params: Params, eval_dir: Path, metrics_path: Path) -> dict:
         merged[name] = _read_summary(eval_dir / f"{name}.json")
     write_json(metrics_path, merged)
     return merged
+
+
+def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
+    """Run the published examples and every measurement of the report.
+
+    out_dir/summary.json    every figure (the report is generated from it)
+    out_dir/*.csv           curves for `dvc plots`: published losses, gradient versus lag
+    figures_dir/*.png       the curves as images, linked from reports/REPORT.md
+    Both folders are replaced whole, and only when everything succeeded.
+    """
+    import torch
+
+    from sinernn import experiments
+    from sinernn.plots import lines
+
+    torch.set_num_threads(params.train.threads)
+    cfg = params.diagnose
+    load = lambda name: data.load(data_dir / f"{name}.npz")[0]  # noqa: E731
+    stability_data, extrapolation_data, memory_data = (
+        load(cfg.stability_dataset), load(cfg.extrapolation_dataset), load(cfg.memory_dataset))
+
+    summary: dict = {}
+    with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
+        published, runs = experiments.published_examples(cfg, params.seed)
+        for result, run in zip(published, runs):
+            tags = {"stage": "diagnose", "dataset": "published", "architecture": f"example{run.number}",
+                    "setup": run.description, "outcome": "crashed" if run.exception else "trained"}
+            with stage_run(params.mlflow.experiment, f"diagnose-published-example{run.number}", tags) as mlrun:
+                mlrun.log_series("train_loss", run.losses)
+                mlrun.log_metrics({"final_loss": result["final_loss"], "target_variance": result["target_variance"]})
+                mlrun.client.set_tag(mlrun.run_id, "exception", result["exception"] or "")
+                mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
+                write_json(scratch / f"example{run.number}.json", result)
+                mlrun.log_artifact(scratch / f"example{run.number}.json")
+        summary["published"] = published
+        summary["corrected"] = experiments.corrected_examples(cfg, params.train, params.seed)
+        gradients = experiments.gradient_lags(params)
+        summary["gradients"] = [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients]
+        summary["stability"] = experiments.stability(params, stability_data)
+        summary["extrapolation"] = experiments.extrapolation(params, extrapolation_data)
+        summary["memory"] = experiments.memory(params, memory_data)
+
+        losses = {f"example {r.number}": r.losses for r in runs if r.losses}
+        rows = [{"epoch": e, **{name: (v[e - 1] if e <= len(v) else None) for name, v in losses.items()}}
+                for e in range(1, max(map(len, losses.values()), default=0) + 1)]
+        write_csv(scratch / "published_losses.csv", rows)
+        variance = published[0]["target_variance"]
+        lines(losses, "The published examples: training loss", "epoch", "MSE", figures / "published_losses.png",
+              reference=("variance of the target", variance))
+        for window in cfg.gradient_windows:
+            curves = {f"{g['architecture']} {when}": g[when] for g in gradients if g["window"] == window
+                      for when in ("init", "trained")}
+            write_csv(scratch / f"gradient_lag_{window}.csv",
+                      [{"lag": k, **{name: v[k - 1] for name, v in curves.items()}} for k in range(1, window + 1)])
+            lines(curves, f"Gradient norm versus lag, window {window}", "lag k (steps back)", "||dL/dx(t-k)||",
+                  figures / f"gradient_lag_{window}.png")
+        lines({"lstm": [m["test_mse"] for m in summary["memory"]]}, f"One-step test MSE against window ({cfg.memory_dataset})",
+              "window", "test MSE", figures / "memory.png", x=[m["window"] for m in summary["memory"]],
+              reference=("noise floor sigma^2", summary["memory"][0]["noise_variance"]))
+        write_json(scratch / "summary.json", summary)
+
+        tags = {"stage": "diagnose", "dataset": "all", "architecture": "all"}
+        with stage_run(params.mlflow.experiment, "diagnose-all-measurements", tags) as mlrun:
+            metrics = {f"gradient_ratio_W_to_1.{g['architecture']}.W{g['window']}.{when}": g[f"{when}_summary"]["ratio_W_to_1"]
+                       for g in gradients for when in ("init", "trained")}
+            mlrun.log_metrics(metrics)
+            mlrun.log_artifact(scratch / "summary.json")
+            for plot in sorted(figures.iterdir()):
+                mlrun.log_artifact(plot, "plots")
+        for name in [f"example{number}.json" for number in (1, 2, 3)]:
+            (scratch / name).unlink(missing_ok=True)  # logged to MLflow; summary.json holds them
+    return summary
+
+
+def diagnose_example(params: Params, number: int, epochs: int | None) -> list:
+    """One published example, run as written, and what the diagnosis finds."""
+    from sinernn.diagnosis import diagnose
+    from sinernn.published import run_example
+
+    run = run_example(number, seed=params.seed, epochs=epochs or params.diagnose.published_epochs,
+                      hidden=params.diagnose.example2_hidden)
+    return diagnose(run.model, run.inputs, run.targets, run.losses, run.exception)
+
+
+def diagnose_setup(params: Params, dataset_name: str, arch_name: str, framing: str, epochs: int, data_path: Path) -> list:
+    """A user's setup from params.yaml: train it briefly with the pipeline's loop, then diagnose
+    it on the validation split (a crash during training is itself a finding)."""
+    from sinernn.diagnosis import diagnose
+    from sinernn.framing import frame
+    from sinernn.models import build_model
+    from sinernn.training import fit_baseline, train_model
+
+    dataset, _ = data.load(data_path)
+    arch = params.architectures[arch_name]
+    cfg = params.train.model_copy(update={"framing": framing, "max_epochs": epochs})
+    train_set, val_set = frame(dataset, "train", framing, cfg.window), frame(dataset, "val", framing, cfg.window)
+    model = build_model({**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}, seed=params.seed)
+    losses, failure = [], None
+    try:
+        if arch.kind in BASELINE_KINDS:
+            result = fit_baseline(model, train_set, val_set, getattr(arch, "alpha", 0.0))
+        else:
+            result = train_model(model, train_set, val_set, cfg, params.seed, description=f"diagnose {arch_name}")
+        losses = [stats.train_loss for stats in result.history]
+    except Exception as exc:  # a crash is what the user asked about
+        failure = exc
+    return diagnose(model, val_set.inputs, val_set.targets, losses, failure)
+
+
+def report_job(params: Params, summary_path: Path, metrics_path: Path, out_path: Path) -> str:
+    """reports/REPORT.md from the diagnose stage's summary and the pipeline's metrics; logged to MLflow."""
+    from sinernn.report import build_report
+
+    summary, metrics = _read_summary(summary_path), _read_summary(metrics_path)
+    text = build_report(summary, metrics)
+    tags = {"stage": "report", "dataset": "all", "architecture": "all"}
+    with stage_run(params.mlflow.experiment, "report-all-all", tags) as run:
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / "REPORT.md").write_text(text)
+            run.log_artifact(Path(scratch) / "REPORT.md")
+        write_text_file(out_path, text)
+    return text

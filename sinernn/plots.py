@@ -32,3 +32,19 @@ def loss_curves(history: list[dict], title: str, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def lines(series: dict[str, list[float]], title: str, xlabel: str, ylabel: str, path: Path,
+          x: list[float] | None = None, log_y: bool = True, reference: tuple[str, float] | None = None) -> None:
+    """Several named curves on one axis (log y by default); an optional horizontal reference line."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for name, values in series.items():
+        xs = x if x is not None else list(range(1, len(values) + 1))
+        (axis.semilogy if log_y else axis.plot)(xs[: len(values)], values, label=name, linewidth=1.2)
+    if reference and (reference[1] > 0 or not log_y):
+        axis.axhline(reference[1], color="grey", linestyle=":", label=reference[0])
+    axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axis.legend(loc="best", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

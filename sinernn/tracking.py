@@ -67,6 +67,14 @@ class StageRun:
         if len(self._pending) >= METRIC_BATCH:
             self.flush()
 
+    def log_series(self, key: str, values: list[float]) -> None:
+        """One metric over steps 1..N, e.g. a loss curve recorded outside the training loop."""
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        self._pending += [Metric(key, float(v), timestamp, step) for step, v in enumerate(values, 1)]
+        self.flush()
+
     def flush(self) -> None:
         for start in range(0, len(self._pending), 1000):  # MLflow's per-request limit
             self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])

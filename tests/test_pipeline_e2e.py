@@ -46,6 +46,7 @@ def project(tmp_path_factory):
             shutil.copy(source, target)
     raw = tiny_raw_params()
     raw["run"] = {"datasets": ["clean", "sample_csv"], "train_datasets": ["clean"], "architectures": ["lstm", "persistence"]}
+    raw["diagnose"]["memory_dataset"] = "clean"
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _run(["git", "init", "-q"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
@@ -70,7 +71,8 @@ def test_repro_writes_every_declared_output(project):
                  "models/clean/lstm/model.pt", "models/clean/persistence/model.pt", "models/clean/lstm/train.json",
                  "reports/history/clean/lstm.csv", "reports/eval/clean.json", "reports/predictions/clean/lstm.csv",
                  "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock",
-                 "tuned/lstm.json", "tuned/persistence.json", "optuna/studies.db"]:
+                 "tuned/lstm.json", "tuned/persistence.json", "optuna/studies.db",
+                 "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md"]:
         assert (root / path).is_file(), path
 
 
@@ -128,13 +130,26 @@ def test_exp_run_temp_reruns_only_what_a_new_search_space_changes_and_logs_to_th
     result = _run(["dvc", "exp", "run", "--temp", "-S", "tune.space.lr.high=0.02"], root)
     ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
     assert {"tune@lstm", "train@clean-lstm", "evaluate@clean"} <= ran
-    assert not ran & {"generate@clean", "generate@sample_csv", "train@clean-persistence"}
+    assert not ran & {"generate@clean", "generate@sample_csv", "train@clean-persistence", "diagnose"}
 
     runs = _runs(root, "train-clean-lstm")
     assert len(runs) == before + 1
     assert all(run.info.artifact_uri.startswith((root / "mlartifacts").as_uri()) for run in runs)
     assert not list((root / ".dvc/tmp").rglob("mlflow.db"))
     assert not list((root / ".dvc/tmp").rglob("studies.db"))  # the study too lives at the root
+
+
+def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):
+    root, _ = project
+    report = (root / "reports/REPORT.md").read_text()
+    summary = json.loads((root / "reports/diagnosis/summary.json").read_text())
+    assert "## The published answer's claims" in report
+    assert summary["published"][2]["exception"].startswith("IndexError") and "IndexError" in report
+    for figure in ("published_losses.png", "gradient_lag_40.png"):
+        assert f"figures/{figure}" in report and (root / "reports/figures" / figure).is_file()
+    run = _runs(root, "report-all-all")[0]
+    assert [a.path for a in MlflowClient(f"sqlite:///{root / 'mlflow.db'}").list_artifacts(run.info.run_id)] == ["REPORT.md"]
+    assert _runs(root, "diagnose-published-example3")[0].data.tags["outcome"] == "crashed"
 
 
 def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
