@@ -53,8 +53,9 @@ def _finish(process, timeout=240):
     return out
 
 
-def test_two_machines_on_one_study_finish_exactly_n_trials(shared, tmp_path, tracked):
+def test_two_machines_finish_exactly_n_trials_logged_to_one_tracking_server(shared, tmp_path, tracking_server, monkeypatch):
     raw_params, npz, name, storage = shared
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)  # what each machine would export
     machines = [_tune(tmp_path, raw_params, npz, tmp_path / f"machine{i}.json") for i in range(2)]
     for machine in machines:
         _finish(machine)
@@ -66,14 +67,15 @@ def test_two_machines_on_one_study_finish_exactly_n_trials(shared, tmp_path, tra
     assert all(t.state.name == "FAIL" and t.user_attrs["fail_reason"].startswith("surplus")
                for t in trials if t not in finished)
 
-    client = MlflowClient(tracked)
+    client = MlflowClient(tracking_server)
     experiment = client.get_experiment_by_name(raw_params["mlflow"]["experiment"])
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.info.run_name == "tune-clean-rnn"]
     assert len(parents) == 1  # both machines log under the one study run
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(int(c.data.tags["optuna_trial"]) for c in children) == sorted(t.number for t in finished)
-    # Both machines report the same best trial of the shared study.
+    assert "trials.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    # Both machines report a best trial of the shared study.
     results = [json.loads((tmp_path / f"machine{i}.json").read_text()) for i in range(2)]
     assert {r["best_trial"] for r in results} <= {t.number for t in finished}
 
@@ -125,3 +127,35 @@ def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_
         proxy.wait()
     trials = optuna.load_study(study_name=name, storage=storage).trials  # straight from PostgreSQL
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A real `mlflow server` on a PostgreSQL backend (its own database: MLflow and Optuna both
+    keep an alembic_version table, so they cannot share one)."""
+    import psycopg
+
+    base = POSTGRES.rsplit("/", 1)[0]
+    with psycopg.connect(POSTGRES, autocommit=True) as connection:
+        connection.execute("DROP DATABASE IF EXISTS sinernn_mlflow_test WITH (FORCE)")
+        connection.execute("CREATE DATABASE sinernn_mlflow_test")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{base}/sinernn_mlflow_test",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            MlflowClient(uri).search_experiments()
+            break
+        except Exception:
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait()
