@@ -9,6 +9,8 @@
     sinernn summarize                            reports/metrics.json
     sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
     sinernn report                               reports/REPORT.md from the measurements
+    sinernn register --dataset clean             models in the MLflow registry, @champion decided
+    sinernn predict --model models:/sinernn-clean-lstm@champion --input s.csv --horizon 20
 
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
 tracking server) print one line and exit non-zero; nothing half-written is left behind.
@@ -98,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"), help="default: %(default)s")
     report.add_argument("--out", type=Path, default=Path("reports/REPORT.md"), help="default: %(default)s")
 
+    register = commands.add_parser("register", help="register a dataset's models in MLflow and decide its champion")
+    _add_common(register)
+    register.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
+    register.add_argument("--data", type=Path, help="input .npz (default: data/processed/DATASET.npz)")
+    register.add_argument("--models-dir", type=Path, help="trained models (default: models/DATASET)")
+    register.add_argument("--eval", type=Path, help="evaluation results (default: reports/eval/DATASET.json)")
+    register.add_argument("--out", type=Path, help="the decision as JSON (default: reports/registry/DATASET.json)")
+
+    predict = commands.add_parser(
+        "predict", help="forecast the next values of a series with a registered model or a checkpoint",
+        description="Read a series (one numeric column of a CSV file, or standard input), feed its last "
+        "window to the model, and print the next HORIZON values as CSV (step,prediction).",
+    )
+    _add_common(predict)
+    predict.add_argument("--model", required=True,
+                         help="models:/sinernn-DATASET-ARCH@champion, models:/NAME/VERSION, or a model.pt file")
+    predict.add_argument("--input", default="-", help="CSV file, or - for standard input (default: -)")
+    predict.add_argument("--column", default="value", help="the CSV column to read (default: %(default)s)")
+    predict.add_argument("--horizon", type=int, default=10, help="values to forecast (default: %(default)s)")
+
     train = commands.add_parser("train", help="train one architecture on one dataset")
     _add_common(train)
     train.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
@@ -164,6 +186,15 @@ def run(argv: list[str]) -> int | None:
     elif args.command == "report":
         jobs.report_job(params, args.diagnosis, args.metrics, args.out)
         print(f"wrote {args.out}")
+    elif args.command == "register":
+        record = jobs.register_job(
+            params, args.dataset, args.data or Path(f"data/processed/{args.dataset}.npz"),
+            args.models_dir or Path(f"models/{args.dataset}"), args.eval or Path(f"reports/eval/{args.dataset}.json"),
+            args.out or Path(f"reports/registry/{args.dataset}.json"),
+        )
+        print(f"{args.dataset}: {record['decision']}")
+    elif args.command == "predict":
+        _predict(args, jobs)
     elif args.command == "train":
         _check_name("architecture", args.arch, params.architectures)
         summary = jobs.train_job(
@@ -188,6 +219,37 @@ def run(argv: list[str]) -> int | None:
             print(f"{args.dataset:>12} {arch:>12}  test_mse {metrics['test_mse']:.3g}")
     elif args.command == "summarize":
         jobs.summarize_job(params, args.eval_dir, args.out)
+
+
+def _predict(args, jobs) -> None:
+    import csv
+    import io
+
+    from sinernn.data import read_csv_column
+
+    if args.horizon < 1:
+        raise SinernnError(f"--horizon must be at least 1 (got {args.horizon})")
+    if args.input == "-":  # stdin: the same parser and errors as a file
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
+            handle.write(sys.stdin.read())
+        path = Path(handle.name)
+    else:
+        path = Path(args.input)
+        if not path.is_file():
+            raise SinernnError(f"input file {path} not found")
+    try:
+        series = read_csv_column(path, args.column)
+    finally:
+        if args.input == "-":
+            path.unlink(missing_ok=True)
+    forecast = jobs.predict_job(args.model, series, args.horizon)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "prediction"])
+    writer.writerows([step, f"{value:.6g}"] for step, value in enumerate(forecast, 1))
+    sys.stdout.write(out.getvalue())
 
 
 def _diagnose(args, params, jobs) -> int:

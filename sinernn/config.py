@@ -263,6 +263,14 @@ class DiagnoseConfig(Strict):
     memory_epochs: PositiveInt = 30
 
 
+class RegistryConfig(Strict):
+    """Stage `register`: every final model in the MLflow Model Registry, a champion per dataset."""
+
+    enabled: bool = True
+    metric: Literal["test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000"] = "test_mse"
+    margin: Annotated[float, Field(ge=0, lt=1)] = 0.05  # a challenger must be this much better (relative)
+
+
 class MlflowConfig(Strict):
     experiment: str = Field(default="sinernn", min_length=1)
     log_models: bool = True
@@ -276,6 +284,7 @@ class Params(Strict):
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()
     diagnose: DiagnoseConfig = DiagnoseConfig()
+    registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @model_validator(mode="after")
@@ -309,6 +318,8 @@ class Params(Strict):
                 f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
                 f"generated: {self.run.datasets}"
             )
+        if self.registry.enabled and not self.mlflow.log_models:
+            raise ValueError("registry.enabled needs mlflow.log_models: true (the registry registers the logged models)")
         d = self.diagnose
         for key in ("gradient_dataset", "stability_dataset", "extrapolation_dataset", "memory_dataset"):
             name = getattr(d, key)

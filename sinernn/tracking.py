@@ -95,8 +95,9 @@ class StageRun:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def log_torch_model(self, model, example_input) -> None:
-        """The model with a signature and an input example, in the MLflow 3 way (name=)."""
+    def log_torch_model(self, model, example_input) -> str:
+        """The model with a signature and an input example, in the MLflow 3 way (name=); returns
+        its logged-model id (what the registry registers)."""
         import mlflow
         import mlflow.pytorch
         import torch
@@ -108,7 +109,7 @@ class StageRun:
             # torch.export notes that nn.RNN re-assigns its flat weight list while tracing; the
             # exported program is still exact (tests reload it and compare predictions).
             warnings.filterwarnings("ignore", message="The tensor attributes .*_flat_weights")
-            mlflow.pytorch.log_model(
+            info = mlflow.pytorch.log_model(
                 model,
                 name="model",
                 signature=infer_signature(example_input, example_output),
@@ -118,6 +119,7 @@ class StageRun:
                 # Explicit requirements: inferring them imports every package and takes seconds.
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
+        return info.model_id
 
 
 def _now_ms() -> int:

@@ -72,7 +72,8 @@ def test_repro_writes_every_declared_output(project):
                  "reports/history/clean/lstm.csv", "reports/eval/clean.json", "reports/predictions/clean/lstm.csv",
                  "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock",
                  "tuned/lstm.json", "tuned/persistence.json", "optuna/studies.db",
-                 "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md"]:
+                 "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md",
+                 "reports/registry/clean.json"]:
         assert (root / path).is_file(), path
 
 
@@ -150,6 +151,16 @@ def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):
     run = _runs(root, "report-all-all")[0]
     assert [a.path for a in MlflowClient(f"sqlite:///{root / 'mlflow.db'}").list_artifacts(run.info.run_id)] == ["REPORT.md"]
     assert _runs(root, "diagnose-published-example3")[0].data.tags["outcome"] == "crashed"
+
+
+def test_the_best_model_is_the_registered_champion(project):
+    root, _ = project
+    record = json.loads((root / "reports/registry/clean.json").read_text())
+    metrics = json.loads((root / "reports/metrics.json").read_text())["clean"]
+    best = min(metrics, key=lambda arch: metrics[arch]["test_mse"])
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias(f"sinernn-clean-{best}", "champion")
+    assert record["promoted"] and champion.version == record["registered"][best]
 
 
 def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
