@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench bench-tuning ui dashboard
+.PHONY: install run test test-fast bench bench-tuning ui dashboard retrain
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: install data/external/sample.csv
 
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not e2e"
+
+# Scheduled retraining (deploy/ and .github/workflows/retrain.yml call this): next data
+# snapshot, the whole pipeline, champion moved only if beaten. Exit 0 promoted, 1 kept.
+retrain: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sinernn retrain
 
 bench: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline.py

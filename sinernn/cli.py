@@ -11,6 +11,7 @@
     sinernn report                               reports/REPORT.md from the measurements
     sinernn register --dataset clean             models in the MLflow registry, @champion decided
     sinernn predict --model models:/sinernn-clean-lstm@champion --input s.csv --horizon 20
+    sinernn retrain                              next data snapshot, dvc exp run, champion decision
 
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
 tracking server) print one line and exit non-zero; nothing half-written is left behind.
@@ -120,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--column", default="value", help="the CSV column to read (default: %(default)s)")
     predict.add_argument("--horizon", type=int, default=10, help="values to forecast (default: %(default)s)")
 
+    retrain = commands.add_parser(
+        "retrain", help="new data, the whole pipeline, and a champion that moves only if beaten",
+        description="Draw the next snapshot of every trained synthetic dataset (CSV datasets use their "
+        "updated file), run the pipeline with `dvc exp run --temp`, apply it, and record the decision "
+        "in reports/retrain.json. Exit codes: 0 a champion was promoted, 1 every champion was kept, "
+        "75 another retrain is running, 2/3/4 the pipeline failed (bad input, diverged, tracking store) "
+        "and nothing was changed.",
+    )
+    _add_common(retrain)
+    retrain.add_argument("--snapshot", type=int, help="data snapshot to train on (default: each dataset's next one)")
+    retrain.add_argument("--margin", type=float, help="relative improvement a challenger needs (default: registry.margin)")
+
     train = commands.add_parser("train", help="train one architecture on one dataset")
     _add_common(train)
     train.add_argument("--dataset", required=True, help="a key of `datasets` in params.yaml")
@@ -193,6 +206,18 @@ def run(argv: list[str]) -> int | None:
             args.out or Path(f"reports/registry/{args.dataset}.json"),
         )
         print(f"{args.dataset}: {record['decision']}")
+    elif args.command == "retrain":
+        from sinernn.retrain import retrain
+        from sinernn.tracking import project_root
+
+        if args.snapshot is not None and args.snapshot < 0:
+            raise SinernnError(f"--snapshot must be 0 or more (got {args.snapshot})")
+        if args.margin is not None and not 0 <= args.margin < 1:
+            raise SinernnError(f"--margin must be in [0, 1) (got {args.margin})")
+        code, entry = retrain(params, project_root(), args.snapshot, args.margin)
+        for dataset, record in entry["decisions"].items():
+            print(f"{dataset}: {record['decision']}")
+        return code
     elif args.command == "predict":
         _predict(args, jobs)
     elif args.command == "train":

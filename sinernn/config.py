@@ -41,6 +41,13 @@ class SineSource(Strict):
     n_train: PositiveInt = 3000
     n_val: PositiveInt = 500
     n_test: PositiveInt = 1100
+    # New data for retraining: snapshot N continues the series N lengths later in time, with
+    # its noise redrawn and, optionally, drift per snapshot: period x (1 + period_drift * N),
+    # phase + phase_drift * N (radians), noise_std + noise_drift * N.
+    snapshot: Annotated[int, Field(ge=0)] = 0
+    period_drift: Annotated[float, Field(gt=-1)] = 0.0
+    phase_drift: float = 0.0
+    noise_drift: Annotated[float, Field(ge=0)] = 0.0
 
 
 class RandomFreqSource(Strict):
@@ -56,6 +63,7 @@ class RandomFreqSource(Strict):
     n_test_series: PositiveInt = 16
     train_length: PositiveInt = 96  # samples per train/validation series
     test_length: PositiveInt = 1100  # samples per test series (long enough for the rollout)
+    snapshot: Annotated[int, Field(ge=0)] = 0  # new data for retraining: other random series
 
     @model_validator(mode="after")
     def _periods_ordered(self) -> RandomFreqSource:

@@ -60,9 +60,13 @@ class Dataset:
 
 def _sine_splits(cfg: SineSource, rng: np.random.Generator) -> dict[str, Split]:
     lengths = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
-    time = np.arange(sum(lengths.values()), dtype=np.float64)
-    clean = cfg.amplitude * np.sin(2 * math.pi * time / cfg.period + cfg.phase)
-    observed = clean + rng.normal(0.0, cfg.noise_std, size=clean.shape) if cfg.noise_std else clean
+    total = sum(lengths.values())
+    n = cfg.snapshot  # snapshot n: the same process n lengths later, drifted n times
+    time = np.arange(n * total, (n + 1) * total, dtype=np.float64)
+    period = cfg.period * (1 + cfg.period_drift * n)
+    clean = cfg.amplitude * np.sin(2 * math.pi * time / period + cfg.phase + cfg.phase_drift * n)
+    noise_std = cfg.noise_std + cfg.noise_drift * n
+    observed = clean + rng.normal(0.0, noise_std, size=clean.shape) if noise_std else clean
     splits, start = {}, 0
     for split in SPLITS:
         part = slice(start, start + lengths[split])
@@ -139,7 +143,9 @@ def generate(
     name: str, cfg: DatasetConfig, seed: int, window: int, project_root: Path = Path(".")
 ) -> Dataset:
     """Build one dataset. The random stream depends on the seed and the dataset's name only."""
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    snapshot = getattr(cfg, "snapshot", 0)
+    # Snapshot 0 keeps the original stream (and so the data hashes of earlier runs).
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), *([snapshot] if snapshot else [])])
     if isinstance(cfg, SineSource):
         splits = _sine_splits(cfg, rng)
     elif isinstance(cfg, RandomFreqSource):
@@ -150,7 +156,7 @@ def generate(
     std = float(train.std())
     if std == 0.0:
         raise DataError(f"dataset {name!r}: the train split is constant, so it cannot be scaled")
-    noise_std = None if isinstance(cfg, CsvSource) else cfg.noise_std
+    noise_std = None if isinstance(cfg, CsvSource) else cfg.noise_std + getattr(cfg, "noise_drift", 0.0) * snapshot
     return Dataset(name, splits, float(train.mean()), std, noise_std)
 
 

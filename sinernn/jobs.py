@@ -362,8 +362,16 @@ def register_job(params: Params, dataset_name: str, data_path: Path, models_dir:
     for arch, summary in summaries.items():
         if "mlflow_model_id" not in summary:
             raise DataError(f"{models_dir / arch}/train.json has no logged MLflow model: train with mlflow.log_models: true")
-    record = registry.register_and_decide(dataset_name, dataset, results, summaries, configs,
-                                          params.registry.metric, params.registry.margin)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        record = registry.register_and_decide(dataset_name, dataset, results, summaries, configs,
+                                              params.registry.metric, params.registry.margin)
+    except (MlflowException, OSError) as exc:
+        from sinernn.errors import TrackingError
+
+        raise TrackingError(f"the MLflow registry failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                            "check MLFLOW_TRACKING_URI or that the server is running") from None
     write_json(out_path, record)
     return record
 

@@ -25,8 +25,8 @@ def tiny_raw_params() -> dict:
     raw["train"].update(window=16, max_epochs=3, batch_size=64)
     raw["run"].update(train_datasets=["clean"])
     raw["tune"].update(n_trials=3, max_epochs=3, startup_trials=1, heartbeat_interval=1)
-    raw["diagnose"].update(published_epochs=20, corrected_epochs=3, gradient_windows=[8, 40], gradient_epochs=1,
-                           stability_lrs=[0.01, 1.0], stability_epochs=2, extrapolation_epochs=2,
+    raw["diagnose"].update(published_epochs=10, corrected_epochs=2, gradient_windows=[8, 24], gradient_epochs=1,
+                           stability_lrs=[0.01], stability_epochs=2, extrapolation_epochs=2,
                            memory_windows=[2, 8], memory_epochs=2)
     return raw
 

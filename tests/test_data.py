@@ -128,3 +128,18 @@ def test_framings_have_their_documented_shapes(framing, input_shape):
     framed = frame(data.generate("clean", cfg, 0, 16), "train", framing, 16)
     assert tuple(framed.inputs.shape) == input_shape
     assert framed.targets.shape[1] == 1
+
+
+def test_a_new_snapshot_continues_the_sine_later_with_its_drift(params):
+    from sinernn import data
+
+    source = params.datasets["noisy"]
+    first = data.generate("noisy", source, 0, 16)
+    same = data.generate("noisy", source.model_copy(update={"snapshot": 0}), 0, 16)
+    later = data.generate("noisy", source.model_copy(update={"snapshot": 2, "noise_drift": 0.05}), 0, 16)
+    assert np.array_equal(first.splits["train"].observed, same.splits["train"].observed)  # snapshot 0: unchanged
+    total = source.n_train + source.n_val + source.n_test
+    assert later.splits["train"].time[0, 0] == 2 * total  # two lengths later in time
+    assert later.noise_std == pytest.approx(source.noise_std + 0.1)
+    expected = np.sin(2 * np.pi * later.splits["test"].time / source.period)
+    assert np.allclose(later.splits["test"].clean, expected)

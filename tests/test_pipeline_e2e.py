@@ -124,20 +124,17 @@ def test_the_train_stage_uses_the_tuned_values(project):
     assert json.loads((root / "tuned/persistence.json").read_text())["arch"] == {}
 
 
-def test_exp_run_temp_reruns_only_what_a_new_search_space_changes_and_logs_to_the_same_store(project):
-    """`dvc exp run --temp` runs in a copy under .dvc/tmp; its runs must still land in the root store."""
+def test_a_new_search_space_invalidates_only_the_searches(project, tmp_path):
+    """DVC sees the tune stages change and nothing upstream or beside them; what follows (the
+    trainings whose tuned values change) re-runs because their tuned/*.json input changed."""
     root, _ = project
-    before = len(_runs(root, "train-clean-lstm"))
-    result = _run(["dvc", "exp", "run", "--temp", "-S", "tune.space.lr.high=0.02"], root)
-    ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
-    assert {"tune@lstm", "train@clean-lstm", "evaluate@clean"} <= ran
-    assert not ran & {"generate@clean", "generate@sample_csv", "train@clean-persistence", "diagnose"}
-
-    runs = _runs(root, "train-clean-lstm")
-    assert len(runs) == before + 1
-    assert all(run.info.artifact_uri.startswith((root / "mlartifacts").as_uri()) for run in runs)
-    assert not list((root / ".dvc/tmp").rglob("mlflow.db"))
-    assert not list((root / ".dvc/tmp").rglob("studies.db"))  # the study too lives at the root
+    copy = tmp_path / "space"
+    shutil.copytree(root, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["tune"]["space"]["lr"]["high"] = 0.02
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(_run(["dvc", "status", "--json"], copy).stdout))
+    assert changed == {"tune@lstm", "tune@persistence"}
 
 
 def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):
@@ -146,7 +143,7 @@ def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):
     summary = json.loads((root / "reports/diagnosis/summary.json").read_text())
     assert "## The published answer's claims" in report
     assert summary["published"][2]["exception"].startswith("IndexError") and "IndexError" in report
-    for figure in ("published_losses.png", "gradient_lag_40.png"):
+    for figure in ("published_losses.png", "gradient_lag_24.png"):
         assert f"figures/{figure}" in report and (root / "reports/figures" / figure).is_file()
     run = _runs(root, "report-all-all")[0]
     assert [a.path for a in MlflowClient(f"sqlite:///{root / 'mlflow.db'}").list_artifacts(run.info.run_id)] == ["REPORT.md"]
@@ -175,3 +172,70 @@ def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
     assert result.returncode != 0
     assert "datasets.clean.period: Input should be greater than 0" in result.stdout + result.stderr
     assert {path: (copy / path).read_bytes() for path in earlier} == earlier
+
+
+# ---- retraining (in copies of the project, so the tests above see the first repro) -----------
+
+
+@pytest.fixture
+def copy(project, tmp_path):
+    root, _ = project
+    target = tmp_path / "copy"
+    shutil.copytree(root, target, symlinks=True)  # the repository, its DVC cache and its stores
+    return target
+
+
+def _sinernn(args, cwd):
+    return _run([sys.executable, "-m", "sinernn.cli", *args], cwd, check=False)
+
+
+def test_retrain_on_new_data_promotes_a_better_challenger_and_records_it(copy):
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    metrics = json.loads((copy / "reports/metrics.json").read_text())["clean"]
+    worst = max(metrics, key=lambda arch: metrics[arch]["test_mse"])
+    # Make the worst model the champion, so that this run's best must beat it by the margin.
+    holder = json.loads((copy / "reports/registry/clean.json").read_text())["challenger"]["name"]
+    client.delete_registered_model_alias(holder, "champion")
+    client.set_registered_model_alias(f"sinernn-clean-{worst}", "champion", "1")
+
+    trained_before = len(_runs(copy, "train-clean-lstm"))
+    result = _sinernn(["retrain"], copy)
+    assert result.returncode == 0, result.stdout + result.stderr  # 0: a champion was promoted
+    entry = json.loads((copy / "reports/retrain.json").read_text())[-1]
+    assert entry["outcome"] == "promoted" and entry["overrides"] == {"datasets.clean.snapshot": 1}
+    record = entry["decisions"]["clean"]
+    assert record["champion"]["name"] == f"sinernn-clean-{worst}"
+    assert record["challenger"]["score"] < record["champion"]["score"] * (1 - record["margin"])
+    champion = client.get_model_version_by_alias(record["challenger"]["name"], "champion")
+    newest = max(int(v.version) for v in client.search_model_versions(f"name = '{record['challenger']['name']}'"))
+    assert int(champion.version) == record["challenger"]["version"] == newest  # trained on snapshot 1
+    assert yaml.safe_load((copy / "params.yaml").read_text())["datasets"]["clean"]["snapshot"] == 1  # applied
+    # The experiment ran in a temporary copy (dvc exp run --temp) but logged to the project's store.
+    assert not list((copy / ".dvc/tmp").rglob("mlflow.db")) and not list((copy / ".dvc/tmp").rglob("studies.db"))
+    assert len(_runs(copy, "train-clean-lstm")) == trained_before + 1
+
+
+def test_a_retrain_on_corrupt_data_changes_nothing(copy):
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    holder = json.loads((copy / "reports/registry/clean.json").read_text())["challenger"]["name"]
+    champion = client.get_model_version_by_alias(holder, "champion").version
+    before = {path: (copy / path).read_bytes() for path in ("params.yaml", "dvc.lock", "reports/metrics.json")}
+    csv = copy / "data/external/sample.csv"
+    csv.write_text(csv.read_text().replace("\n5,", "\n5,not-a-number,", 1))
+
+    result = _sinernn(["retrain"], copy)
+    assert result.returncode == 2
+    assert "sample.csv, row" in result.stderr and "non-numeric" in result.stderr
+    assert {path: (copy / path).read_bytes() for path in before} == before
+    assert client.get_model_version_by_alias(holder, "champion").version == champion
+    assert json.loads((copy / "reports/retrain.json").read_text())[-1]["outcome"] == "failed"
+
+
+def test_a_second_retrain_is_refused_while_one_runs(copy):
+    import fcntl
+
+    with open(copy / ".sinernn-retrain.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running retrain holds
+        result = _sinernn(["retrain"], copy)
+    assert result.returncode == 75
+    assert "another retrain is running" in result.stderr

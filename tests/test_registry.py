@@ -21,9 +21,11 @@ def store(tracked, tmp_path, monkeypatch):
     return uri
 
 
-def _pipeline(params, tmp_path, archs, dataset="clean"):
-    """generate -> train -> evaluate -> register, for the given architectures."""
-    params = params.model_copy(update={"run": params.run.model_copy(update={"architectures": archs})})
+def _pipeline(params, tmp_path, archs, dataset="clean", snapshot=0):
+    """generate -> train -> evaluate -> register, for the given architectures and data snapshot."""
+    source = params.datasets[dataset].model_copy(update={"snapshot": snapshot, "phase_drift": 0.3})
+    params = params.model_copy(update={"run": params.run.model_copy(update={"architectures": archs}),
+                                       "datasets": {**params.datasets, dataset: source}})
     npz = tmp_path / f"data/processed/{dataset}.npz"
     jobs.generate_job(params, dataset, npz)
     for arch in archs:
@@ -43,8 +45,9 @@ def test_every_model_is_registered_and_the_best_becomes_champion(store, tmp_path
     assert float(champion.tags["test_mse"]) < 1e-8 and champion.tags["dataset_hash"]
     assert "champion" not in client.get_registered_model("sinernn-clean-persistence").aliases
 
-    # A second run whose best model is worse than the champion: registered, but not promoted.
-    again = _pipeline(params, tmp_path, ["persistence"])
+    # New data (the next snapshot, drifted in phase) and a run whose best model is worse than the
+    # champion, re-scored on the new test split: registered, but not promoted.
+    again = _pipeline(params, tmp_path, ["persistence"], snapshot=1)
     assert not again["promoted"] and again["decision"].startswith("kept")
     assert again["champion"]["name"] == "sinernn-clean-ridge"
     assert again["challenger"]["score"] > again["champion"]["score"]
@@ -58,7 +61,7 @@ def test_every_model_is_registered_and_the_best_becomes_champion(store, tmp_path
 def test_a_better_challenger_moves_the_alias(store, tmp_path, params):
     first = _pipeline(params, tmp_path, ["persistence"])
     assert first["promoted"]
-    second = _pipeline(params, tmp_path, ["ridge"])
+    second = _pipeline(params, tmp_path, ["ridge"], snapshot=1)
     client = MlflowClient(store)
     assert second["promoted"] and second["champion"]["name"] == "sinernn-clean-persistence"
     assert client.get_model_version_by_alias("sinernn-clean-ridge", "champion").version == second["registered"]["ridge"]
