@@ -27,8 +27,10 @@ data/external/sample.csv: data/external/sample.csv.dvc | $(STAMP)
 run: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
+# Two pytest workers, one test file each at a time (loadfile): the end-to-end module builds its
+# project once. Most tests wait on subprocesses (dvc, workers, servers), so two cores halve it.
 test: install data/external/sample.csv
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not e2e"
