@@ -171,28 +171,26 @@ class RunConfig(Strict):
 # ---- tuning ---------------------------------------------------------------------------------
 
 
-class FloatRange(Strict):
+class _Range(Strict):
+    """A search range; subclasses give low and high their type."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class FloatRange(_Range):
     low: PositiveFloat
     high: PositiveFloat
     log: bool = False
 
-    @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        return self
 
-
-class IntRange(Strict):
+class IntRange(_Range):
     low: PositiveInt
     high: PositiveInt
     log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        return self
 
 
 class SearchSpace(Strict):

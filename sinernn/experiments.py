@@ -11,9 +11,6 @@ returns plain numbers (JSON-ready). Stage `diagnose` runs them; sinernn/report.p
 
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -21,7 +18,7 @@ from sinernn.config import DiagnoseConfig, Params, RecurrentArch, TrainConfig
 from sinernn.data import Dataset, Split
 from sinernn.diagnosis import diagnose
 from sinernn.errors import TrainingDiverged
-from sinernn.framing import Framed, frame, sliding_windows
+from sinernn.framing import Framed, frame
 from sinernn.gradients import decay_summary, gradient_by_lag
 from sinernn.models import build_model
 from sinernn.published import EXAMPLES, ExampleRun, published_data, run_example
@@ -163,7 +160,3 @@ def memory(params: Params, dataset: Dataset) -> list[dict]:
         results.append({"window": window, "architecture": cfg.memory_arch, "test_mse": metrics["test_mse"],
                         "noise_floor_ratio": metrics["noise_floor_ratio"], "noise_variance": (dataset.noise_std or 0) ** 2})
     return results
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

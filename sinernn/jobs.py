@@ -238,12 +238,12 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
 
     torch.set_num_threads(params.train.threads)
     cfg = params.diagnose
-    load = lambda name: data.load(data_dir / f"{name}.npz")[0]  # noqa: E731
-    stability_data, extrapolation_data, memory_data = (
-        load(cfg.stability_dataset), load(cfg.extrapolation_dataset), load(cfg.memory_dataset))
+    # Each dataset read once, even when several measurements use the same one.
+    names = {cfg.stability_dataset, cfg.extrapolation_dataset, cfg.memory_dataset}
+    loaded = {name: data.load(data_dir / f"{name}.npz")[0] for name in names}
 
     summary: dict = {}
-    with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
+    with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures, tempfile.TemporaryDirectory() as logged:
         published, runs = experiments.published_examples(cfg, params.seed)
         for result, run in zip(published, runs):
             tags = {"stage": "diagnose", "dataset": "published", "architecture": f"example{run.number}",
@@ -253,15 +253,15 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
                 mlrun.log_metrics({"final_loss": result["final_loss"], "target_variance": result["target_variance"]})
                 mlrun.client.set_tag(mlrun.run_id, "exception", result["exception"] or "")
                 mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
-                write_json(scratch / f"example{run.number}.json", result)
-                mlrun.log_artifact(scratch / f"example{run.number}.json")
+                write_json(Path(logged) / f"example{run.number}.json", result)  # MLflow only: summary.json holds it
+                mlrun.log_artifact(Path(logged) / f"example{run.number}.json")
         summary["published"] = published
         summary["corrected"] = experiments.corrected_examples(cfg, params.train, params.seed)
         gradients = experiments.gradient_lags(params)
         summary["gradients"] = [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients]
-        summary["stability"] = experiments.stability(params, stability_data)
-        summary["extrapolation"] = experiments.extrapolation(params, extrapolation_data)
-        summary["memory"] = experiments.memory(params, memory_data)
+        summary["stability"] = experiments.stability(params, loaded[cfg.stability_dataset])
+        summary["extrapolation"] = experiments.extrapolation(params, loaded[cfg.extrapolation_dataset])
+        summary["memory"] = experiments.memory(params, loaded[cfg.memory_dataset])
 
         losses = {f"example {r.number}": r.losses for r in runs if r.losses}
         rows = [{"epoch": e, **{name: (v[e - 1] if e <= len(v) else None) for name, v in losses.items()}}
@@ -277,7 +277,7 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
                       [{"lag": k, **{name: v[k - 1] for name, v in curves.items()}} for k in range(1, window + 1)])
             lines(curves, f"Gradient norm versus lag, window {window}", "lag k (steps back)", "||dL/dx(t-k)||",
                   figures / f"gradient_lag_{window}.png")
-        lines({"lstm": [m["test_mse"] for m in summary["memory"]]}, f"One-step test MSE against window ({cfg.memory_dataset})",
+        lines({cfg.memory_arch: [m["test_mse"] for m in summary["memory"]]}, f"One-step test MSE against window ({cfg.memory_dataset})",
               "window", "test MSE", figures / "memory.png", x=[m["window"] for m in summary["memory"]],
               reference=("noise floor sigma^2", summary["memory"][0]["noise_variance"]))
         write_json(scratch / "summary.json", summary)
@@ -290,8 +290,6 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
             mlrun.log_artifact(scratch / "summary.json")
             for plot in sorted(figures.iterdir()):
                 mlrun.log_artifact(plot, "plots")
-        for name in [f"example{number}.json" for number in (1, 2, 3)]:
-            (scratch / name).unlink(missing_ok=True)  # logged to MLflow; summary.json holds them
     return summary
 
 
@@ -309,25 +307,20 @@ def diagnose_setup(params: Params, dataset_name: str, arch_name: str, framing: s
     """A user's setup from params.yaml: train it briefly with the pipeline's loop, then diagnose
     it on the validation split (a crash during training is itself a finding)."""
     from sinernn.diagnosis import diagnose
-    from sinernn.framing import frame
-    from sinernn.models import build_model
-    from sinernn.training import fit_baseline, train_model
+    from sinernn.training import fit, prepare
 
     dataset, _ = data.load(data_path)
     arch = params.architectures[arch_name]
     cfg = params.train.model_copy(update={"framing": framing, "max_epochs": epochs})
-    train_set, val_set = frame(dataset, "train", framing, cfg.window), frame(dataset, "val", framing, cfg.window)
-    model = build_model({**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}, seed=params.seed)
+    prepared = prepare(arch, cfg, dataset, params.seed)
     losses, failure = [], None
     try:
-        if arch.kind in BASELINE_KINDS:
-            result = fit_baseline(model, train_set, val_set, getattr(arch, "alpha", 0.0))
-        else:
-            result = train_model(model, train_set, val_set, cfg, params.seed, description=f"diagnose {arch_name}")
+        result = fit(prepared, arch, cfg, params.seed, description=f"diagnose {arch_name}")
         losses = [stats.train_loss for stats in result.history]
     except Exception as exc:  # a crash is what the user asked about
         failure = exc
-    return diagnose(model, val_set.inputs, val_set.targets, losses, failure)
+    val_set = prepared.val_set
+    return diagnose(prepared.model, val_set.inputs, val_set.targets, losses, failure)
 
 
 def report_job(params: Params, summary_path: Path, metrics_path: Path, out_path: Path) -> str:

@@ -161,11 +161,41 @@ def fit_baseline(model: nn.Module, train: Framed, val: Framed, alpha: float) -> 
 
 
 @dataclass
+class Prepared:
+    model: nn.Module  # freshly built, untrained
+    model_config: dict  # what the checkpoint stores: the architecture plus its input length
+    train_set: Framed
+    val_set: Framed
+
+
+@dataclass
 class Fitted:
     model: nn.Module
-    model_config: dict  # what the checkpoint stores: the architecture plus its input length
+    model_config: dict
     result: TrainResult
     val_set: Framed
+
+
+def prepare(arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, seed: int) -> Prepared:
+    """Frame the dataset and build the (seeded) model, ready for `fit`."""
+    train_set = frame(dataset, "train", cfg.framing, cfg.window)
+    val_set = frame(dataset, "val", cfg.framing, cfg.window)
+    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}
+    return Prepared(build_model(model_config, seed=seed), model_config, train_set, val_set)
+
+
+def fit(
+    prepared: Prepared,
+    arch: ArchConfig,
+    cfg: TrainConfig,
+    seed: int,
+    on_epoch: list[EpochCallback] | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train the prepared model (or fit it, for a baseline)."""
+    if arch.kind in BASELINE_KINDS:
+        return fit_baseline(prepared.model, prepared.train_set, prepared.val_set, getattr(arch, "alpha", 0.0))
+    return train_model(prepared.model, prepared.train_set, prepared.val_set, cfg, seed, on_epoch, description)
 
 
 def fit_architecture(
@@ -178,12 +208,6 @@ def fit_architecture(
 ) -> Fitted:
     """Frame, build, then train (or fit, for a baseline). The train stage and every Optuna trial
     go through here, so a tuned value means the same thing in both."""
-    train_set = frame(dataset, "train", cfg.framing, cfg.window)
-    val_set = frame(dataset, "val", cfg.framing, cfg.window)
-    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}
-    model = build_model(model_config, seed=seed)
-    if arch.kind in BASELINE_KINDS:
-        result = fit_baseline(model, train_set, val_set, getattr(arch, "alpha", 0.0))
-    else:
-        result = train_model(model, train_set, val_set, cfg, seed, on_epoch, description)
-    return Fitted(model, model_config, result, val_set)
+    prepared = prepare(arch, cfg, dataset, seed)
+    result = fit(prepared, arch, cfg, seed, on_epoch, description)
+    return Fitted(prepared.model, prepared.model_config, result, prepared.val_set)
