@@ -1,5 +1,7 @@
 """Errors that speak to the user: the CLI prints their message on one line and exits non-zero."""
 
+EXIT_UNEXPECTED = 70  # EX_SOFTWARE: any other exception (a bug, a full disk), never a known outcome
+
 
 class SinernnError(Exception):
     """Base of every error whose message is meant for the person running the command."""

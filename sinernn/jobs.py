@@ -65,7 +65,7 @@ def train_job(
         run.log_params({"seed": params.seed, **_flat("arch", arch.model_dump()), **_flat("train", cfg.model_dump())})
         run.client.set_tag(run.run_id, "tuned", "yes" if tuned.get("best_value") is not None else "no")
         fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name)
-        model, result, val_set = fitted.model, fitted.result, fitted.val_set
+        model, result = fitted.model, fitted.result
         # What a forecast needs besides the weights: how the inputs were framed and scaled.
         model_config = {**fitted.model_config, "framing": cfg.framing, "window": cfg.window,
                         "scale_mean": dataset.scale_mean, "scale_std": dataset.scale_std}
@@ -86,9 +86,12 @@ def train_job(
 
             loss_curves(result.history_rows(), run_name, Path(scratch) / "loss_curves.png")
             run.log_artifact(Path(scratch) / "loss_curves.png", "plots")
-        if params.mlflow.log_models:
-            summary["mlflow_model_id"] = run.log_torch_model(
-                model, val_set.inputs[:4].numpy() if val_set.inputs.dim() == 3 else val_set.inputs.numpy())
+        if params.mlflow.log_models and cfg.framing == "window":  # only a window model forecasts a series
+            from sinernn.serving import Forecaster, example_windows
+
+            summary["mlflow_model_id"] = run.log_forecaster(
+                Forecaster(model, dataset.scale_mean, dataset.scale_std), example_windows(dataset, cfg.window),
+                {"window": cfg.window, "dataset": dataset_name, "architecture": arch_name})
         # DVC outputs last: a failure above leaves the previous ones as they were.
         save_checkpoint(model_dir / "model.pt", model, model_config)
         write_json(model_dir / "train.json", summary)
@@ -340,9 +343,9 @@ def report_job(params: Params, summary_path: Path, metrics_path: Path, out_path:
 
 def register_job(params: Params, dataset_name: str, data_path: Path, models_dir: Path, eval_path: Path,
                  out_path: Path) -> dict:
-    """Register this run's models of one dataset and decide on its champion; write the decision."""
+    """Register this run's models of one dataset as versions of sinernn-<dataset>, decide on its
+    champion and move it if beaten; write the decision."""
     from sinernn import registry
-    from sinernn.checkpoint import load_checkpoint
 
     if not params.registry.enabled:
         record = {"dataset": dataset_name, "decision": "registry.enabled is false", "promoted": False}
@@ -351,14 +354,18 @@ def register_job(params: Params, dataset_name: str, data_path: Path, models_dir:
     dataset, _ = data.load(data_path)
     results = _read_summary(eval_path)
     summaries = {arch: _read_summary(models_dir / arch / "train.json") for arch in results}
-    configs = {arch: load_checkpoint(models_dir / arch / "model.pt")[1] for arch in results}
+    if any(summary["framing"] != "window" for summary in summaries.values()):
+        record = {"dataset": dataset_name, "promoted": False,
+                  "decision": f"not registered: only window-framed models forecast a series (train.framing is {params.train.framing})"}
+        write_json(out_path, record)
+        return record
     for arch, summary in summaries.items():
         if "mlflow_model_id" not in summary:
             raise DataError(f"{models_dir / arch}/train.json has no logged MLflow model: train with mlflow.log_models: true")
     from mlflow.exceptions import MlflowException
 
     try:
-        record = registry.register_and_decide(dataset_name, dataset, results, summaries, configs,
+        record = registry.register_and_decide(dataset_name, dataset, results, summaries,
                                               params.registry.metric, params.registry.margin)
     except (MlflowException, OSError) as exc:
         from sinernn.errors import TrackingError

@@ -1,47 +1,47 @@
-"""The MLflow Model Registry: every final model registered, and a `champion` per dataset.
+"""The MLflow Model Registry: one registered model per dataset, and its `champion`.
 
-    sinernn-<dataset>-<arch>       one registered model per dataset and architecture; each train
-                                   run adds a version (its pt2 model, tagged with its metrics,
-                                   dataset hash, framing, window and scaling)
-    @champion                      on the best version of a dataset, across its architectures
+    sinernn-<dataset>              every final model of the dataset is a version of it (tags:
+                                   architecture, run_id, dataset_hash, window, its metrics)
+    models:/sinernn-<dataset>@champion
+                                   the one URI a deployment uses, whichever architecture wins
 
-The champion moves only when the challenger (the best model of this run) beats it on the newest
-test split by `registry.margin` (relative): the current champion is re-scored on that split, not
-trusted on its old figures, since the data may have drifted. Models load from the registry as pt2
-programs (torch.export): nothing is unpickled.
+A version is a deployable forecaster (sinernn/serving.py): windows in the data's original units
+in, forecasts in the same units out, scaling included. The champion moves only when the best
+candidate of this run beats it by `registry.margin` (relative). Both are scored by the same code
+(`score`) on the same targets of the newest test split, each through its own exported program,
+so each applies its own scaling. A non-finite score never wins. The move is a single
+`set_registered_model_alias` call: there is never a moment without a champion.
+
+Only this project's pt2 export is ever loaded from the registry (`load` checks the MLmodel file
+and the archive first); a pickled model or one with a code/ folder is refused, not executed.
 """
 
 from __future__ import annotations
 
+import fcntl
+import math
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import yaml
 
-from sinernn.errors import DataError, SinernnError
+from sinernn import serving
+from sinernn.errors import DataError, SinernnError, TrackingError
+from sinernn.faults import failpoint
 
 CHAMPION = "champion"
-FORECAST_TAGS = ("framing", "window", "scale_mean", "scale_std")  # what predict needs beside weights
+ONE_STEP_METRICS = {"test_mse": lambda e: float(np.mean(e**2)), "test_mae": lambda e: float(np.mean(np.abs(e)))}
 
 
-class ExportedModel:
-    """A loaded pt2 program behind the interface evaluation uses. torch.export programs are fixed
-    in inference mode and refuse .eval(), which evaluation calls on every model."""
-
-    def __init__(self, program):
-        self.program = program
-
-    def __call__(self, inputs):
-        return self.program(inputs)
-
-    def eval(self):
-        return self
+def model_name(dataset: str) -> str:
+    return f"sinernn-{dataset}"
 
 
-def model_name(dataset: str, arch: str) -> str:
-    return f"sinernn-{dataset}-{arch}"
-
-
-def _client():
+def client():
     import mlflow
     from mlflow import MlflowClient
 
@@ -56,116 +56,244 @@ def _client():
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def register(client, dataset: str, arch: str, summary: dict, metrics: dict, config: dict):
-    """Add this run's model as a new version of sinernn-<dataset>-<arch>."""
+# ---- registering ------------------------------------------------------------------------------
+
+
+def register(client, dataset: str, arch: str, summary: dict, metrics: dict):
+    """This training run's model as a version of sinernn-<dataset>. Idempotent: a run already
+    registered (a re-run after a kill) gets its existing version back."""
     from mlflow.exceptions import MlflowException
 
-    name = model_name(dataset, arch)
+    name = model_name(dataset)
     try:
-        client.create_registered_model(name, tags={"dataset": dataset, "architecture": arch})
-    except MlflowException:
-        pass  # it exists already
+        client.create_registered_model(name, tags={"dataset": dataset},
+                                       description=f"Forecasters of dataset {dataset}; deploy models:/{name}@{CHAMPION}")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    run_id = summary["mlflow_run_id"]
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        return version
     tags = {**{k: str(v) for k, v in metrics.items() if v is not None},
-            **{k: str(config[k]) for k in FORECAST_TAGS}, "dataset_hash": summary["dataset_hash"]}
-    return client.create_model_version(
-        name, source=f"models:/{summary['mlflow_model_id']}", run_id=summary["mlflow_run_id"],
-        tags=tags, model_id=summary["mlflow_model_id"],
-    )
+            "architecture": arch, "run_id": run_id, "dataset_hash": summary["dataset_hash"],
+            "window": str(summary["window"]), "format": serving.EXPORT_FORMAT}
+    return client.create_model_version(name, source=f"models:/{summary['mlflow_model_id']}", run_id=run_id,
+                                       tags=tags, model_id=summary["mlflow_model_id"])
 
 
 def current_champion(client, dataset: str):
-    """(registered model name, version) holding @champion for this dataset, or None."""
-    for registered in client.search_registered_models(filter_string=f"name LIKE '{model_name(dataset, '')}%'"):
-        if CHAMPION in registered.aliases:
-            return registered.name, registered.aliases[CHAMPION]
-    return None
+    """The version holding @champion of sinernn-<dataset> (an exact name), or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = client.get_registered_model(model_name(dataset)).aliases
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return client.get_model_version(model_name(dataset), aliases[CHAMPION]) if CHAMPION in aliases else None
+
+
+@contextmanager
+def exclusive_registry(root: Path) -> Iterator[None]:
+    """One champion decision at a time per project (a retrain's register stage and a user's
+    `dvc repro` could otherwise both read the same champion and both move the alias)."""
+    with (root / ".sinernn-register.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits: a decision takes seconds
+        yield
+
+
+# ---- loading: only our own export -------------------------------------------------------------
+
+
+def check_export(directory: Path, uri: str) -> tuple[Path, dict]:
+    """(path of the forecaster.pt2, the MLmodel's metadata) of a downloaded model, after checking
+    that the model is this project's export and nothing else; raises UnsafeModel otherwise."""
+    def refuse(why: str):
+        return serving.UnsafeModel(f"{uri} is not a sinernn forecaster export ({why}); refusing to load it. "
+                                   "Only models logged by `sinernn train` are served; register one with `dvc repro`")
+
+    try:
+        mlmodel = yaml.safe_load((directory / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise refuse(f"no readable MLmodel: {type(exc).__name__}") from None
+    flavors = mlmodel.get("flavors") or {}
+    pyfunc = flavors.get("python_function") or {}
+    if set(flavors) != {"python_function"} or pyfunc.get("loader_module") != serving.LOADER_MODULE:
+        raise refuse(f"flavors {sorted(flavors)}, loader {pyfunc.get('loader_module')!r}")
+    if pyfunc.get("code") or (directory / "code").exists() or (directory / "python_model.pkl").exists():
+        raise refuse("it carries code")
+    metadata = mlmodel.get("metadata") or {}
+    if metadata.get("format") != serving.EXPORT_FORMAT or not isinstance(metadata.get("window"), int):
+        raise refuse(f"format {metadata.get('format')!r}")
+    program = directory / "data" / serving.EXPORT_FILE
+    if pyfunc.get("data") != f"data/{serving.EXPORT_FILE}" or not program.is_file():
+        raise refuse(f"data {pyfunc.get('data')!r}")
+    return program, metadata
 
 
 def load(uri: str):
-    """(model, forecast config) from models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint file."""
+    """(step program, config) from models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint file.
+
+    The step maps (N, W) windows in original units to (N, 1) next values; config holds the window.
+    """
     if not uri.startswith("models:/"):
         from sinernn.checkpoint import load_checkpoint
 
         model, config = load_checkpoint(uri)
-        if "scale_std" not in config:
-            raise DataError(f"{uri} predates forecast metadata (scaling, window): retrain it with `dvc repro`")
-        return model, config
-    import mlflow.pytorch
+        if config.get("framing") != "window" or "scale_std" not in config:
+            raise DataError(f"{uri} is not a window-framed model with its scaling: retrain it with `dvc repro`")
+        return serving.Forecaster(model, config["scale_mean"], config["scale_std"]).eval(), {"window": config["window"]}
+    with tempfile.TemporaryDirectory() as scratch:
+        version, local = download(uri, Path(scratch))
+        path, metadata = check_export(local, uri)
+        program = serving.load_program(path)
+    return program, {"window": metadata["window"], "name": version.name, "version": version.version,
+                     "architecture": version.tags.get("architecture")}
 
-    from sinernn.tracking import tracking_uri
 
-    client = _client()
+def download(uri: str, directory: Path):
+    """(model version, local folder) of models:/NAME@ALIAS or models:/NAME/VERSION, resolved once:
+    an alias that moves afterwards does not change what was downloaded."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
     name, _, ref = uri.removeprefix("models:/").partition("@")
     try:
         if ref:
-            version = client.get_model_version_by_alias(name, ref)
+            version = mlflow_client.get_model_version_by_alias(name, ref)
         else:
             name, _, number = name.partition("/")
-            version = client.get_model_version(name, number)
-        mlflow.set_tracking_uri(tracking_uri())
-        model = ExportedModel(mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}"))
-    except Exception as exc:
-        raise SinernnError(f"cannot load {uri} from the MLflow registry ({type(exc).__name__}: {str(exc)[:200]})") from None
-    tags = version.tags
-    config = {"framing": tags["framing"], "window": int(tags["window"]),
-              "scale_mean": float(tags["scale_mean"]), "scale_std": float(tags["scale_std"]),
-              "name": version.name, "version": version.version}
-    return model, config
+            version = mlflow_client.get_model_version(name, number)
+        local = mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(directory))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise SinernnError(f"cannot load {uri}: {exc.message[:200]}") from None
+        raise TrackingError(f"cannot load {uri} from the MLflow registry ({exc.message[:200]}); "
+                            "check MLFLOW_TRACKING_URI or that the server is running") from None
+    return version, Path(local)
 
 
-def forecast(model, config: dict, series: np.ndarray, horizon: int) -> np.ndarray:
-    """The next `horizon` values after `series`, predicted free-running from its last window."""
-    from sinernn.evaluation import rollout
+def serve(uri: str, host: str, port: int) -> None:
+    """Check the version behind `uri`, then hand a checked local copy to `mlflow models serve`
+    (this process becomes the server). Serving the copy, not the URI, means MLflow loads exactly
+    what was checked, even if the alias moves meanwhile; MLflow alone would load whatever the
+    registry holds, pickles and code folders included."""
+    import getpass
+    import shutil
+    import sys
 
-    if config["framing"] != "window":
-        raise SinernnError(f"only window-framed models forecast a series (this one is {config['framing']})")
+    version, _ = download(uri, Path(tempfile.mkdtemp()))  # resolve the alias once
+    copy = Path(tempfile.gettempdir()) / f"sinernn-serve-{getpass.getuser()}-{version.name}-v{version.version}"
+    shutil.rmtree(copy, ignore_errors=True)
+    _, local = download(f"models:/{version.name}/{version.version}", copy)
+    path, metadata = check_export(local, uri)
+    serving.load_program(path)  # the archive is validated before anything serves it
+    bin_dir = Path(sys.executable).parent
+    print(f"serving {uri} = {version.name} version {version.version} ({version.tags.get('architecture')}, "
+          f"window {metadata['window']}) on http://{host}:{port}/invocations", flush=True)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    mlflow_cli = str(bin_dir / "mlflow") if (bin_dir / "mlflow").exists() else "mlflow"
+    os.execvpe(mlflow_cli, [mlflow_cli, "models", "serve", "-m", str(local), "--env-manager", "local",
+                            "--host", host, "--port", str(port)], env)
+
+
+def forecast(step, config: dict, series: np.ndarray, horizon: int) -> np.ndarray:
+    """The next `horizon` values after `series`, free-running from its last window."""
     window = config["window"]
     if len(series) < window:
         raise DataError(f"the series has {len(series)} values; this model needs the last {window}")
-    seed = (np.asarray(series[-window:], dtype=np.float64) - config["scale_mean"]) / config["scale_std"]
-    scaled = rollout(model, seed[None, :], horizon)[0]
-    return scaled * config["scale_std"] + config["scale_mean"]
+    return serving.forecast(step, np.asarray(series[-window:])[None, :], horizon)[0]
 
 
-def score_on(model, config: dict, dataset, metric: str) -> float:
-    from sinernn.evaluation import evaluate
-
-    return float(evaluate(model, dataset, config["framing"], config["window"]).metrics[metric])
+# ---- the champion gate --------------------------------------------------------------------------
 
 
-def register_and_decide(
-    dataset_name: str, dataset, results: dict, summaries: dict, configs: dict, metric: str, margin: float,
-) -> dict:
-    """Register every architecture's model; move @champion to this run's best only if it beats
-    the current champion, re-scored on this dataset's test split, by `margin`."""
-    client = _client()
-    versions = {arch: register(client, dataset_name, arch, summaries[arch], results[arch], configs[arch])
-                for arch in results}
-    best = min(results, key=lambda arch: results[arch][metric])
-    challenger = versions[best]
-    record = {"dataset": dataset_name, "metric": metric, "margin": margin,
-              "challenger": {"name": challenger.name, "version": challenger.version, "score": results[best][metric]},
-              "registered": {arch: v.version for arch, v in versions.items()}}
+def score(step, window: int, dataset, metric: str, start: int) -> float:
+    """`metric` of a forecaster on the test split, in original units, for targets from index
+    `start` on (the same targets for every model scored with the same start, whatever its window):
 
-    holder = current_champion(client, dataset_name)
-    if holder is None:
-        decision, champion_score = "promoted: no champion yet", None
+        test    ... x(start-W) ... x(start-1) | x(start) x(start+1) ...
+        one step      [---- window ----]   ->   target
+        rollout       [---- seed -------]  ->   c(start) ... c(start+H-1)   (c: clean signal)
+    """
+    from sinernn.framing import sliding_windows
+
+    test = dataset.splits["test"]
+    if metric in ONE_STEP_METRICS:
+        inputs, targets = sliding_windows(test.observed[:, start - window :], window)
+        predictions = np.concatenate([serving.forecast(step, inputs[i : i + 4096], 1)[:, 0]
+                                      for i in range(0, len(inputs), 4096)])
+        return ONE_STEP_METRICS[metric](predictions - targets)
+    horizon = int(metric.removeprefix("rollout_mse_"))
+    if start + horizon > test.observed.shape[1]:
+        raise DataError(f"the test split has {test.observed.shape[1]} values: too short to score {metric} from {start}")
+    rolled = serving.forecast(step, test.observed[:, start - window : start], horizon)
+    return float(np.mean((rolled - test.clean[:, start : start + horizon]) ** 2))
+
+
+def _finite(value) -> float | None:
+    """JSON-safe: NaN and inf become None (and never win)."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def register_and_decide(dataset_name: str, dataset, results: dict, summaries: dict, metric: str, margin: float) -> dict:
+    """Register every candidate; move @champion to the best one only if it beats the current
+    champion by `margin` on the same targets. Returns the record written to reports/registry/."""
+    from sinernn.tracking import project_root
+
+    with exclusive_registry(project_root()):
+        return _decide(client(), dataset_name, dataset, results, summaries, metric, margin)
+
+
+def _decide(mlflow_client, dataset_name: str, dataset, results: dict, summaries: dict, metric: str, margin: float) -> dict:
+    versions = {arch: register(mlflow_client, dataset_name, arch, summaries[arch], results[arch]) for arch in results}
+    failpoint("registered")
+    name = model_name(dataset_name)
+    champion = current_champion(mlflow_client, dataset_name)
+    loaded = {arch: load(f"models:/{name}/{version.version}") for arch, version in versions.items()}
+    if champion is not None and champion.version not in {v.version for v in versions.values()}:
+        loaded[CHAMPION] = load(f"models:/{name}@{CHAMPION}")
+    start = max(config["window"] for _, config in loaded.values())
+    scores = {key: _finite(score(step, config["window"], dataset, metric, start)) for key, (step, config) in loaded.items()}
+
+    ranked = sorted((s, arch) for arch, s in scores.items() if arch in versions and s is not None)
+    record = {"dataset": dataset_name, "registered_model": name, "metric": metric, "margin": margin,
+              "scored_from": start, "registered": {arch: int(v.version) for arch, v in versions.items()},
+              "scores": {arch: scores[arch] for arch in versions}}
+    if champion is not None:
+        record["champion"] = {"version": int(champion.version), "architecture": champion.tags.get("architecture"),
+                              "score": scores.get(CHAMPION, scores.get(_arch_of(champion, versions)))}
+    if not ranked:
+        decision = "kept: no candidate has a finite score"
     else:
-        champion_model, champion_config = load(f"models:/{holder[0]}@{CHAMPION}")
-        champion_score = score_on(champion_model, champion_config, dataset, metric)
-        record["champion"] = {"name": holder[0], "version": holder[1], "score": champion_score}
-        if record["challenger"]["score"] < champion_score * (1 - margin):
+        best_score, best = ranked[0]
+        record["challenger"] = {"version": int(versions[best].version), "architecture": best, "score": best_score}
+        if champion is None:
+            decision = "promoted: no champion yet"
+        elif champion.version == versions[best].version:
+            decision = "kept: the challenger is the champion already"
+        elif record["champion"]["score"] is None:
+            decision = "promoted: the champion's score is not finite on the newest data"
+        elif best_score < record["champion"]["score"] * (1 - margin):
             decision = "promoted: better than the champion by more than the margin"
         else:
             decision = "kept: the challenger is not better by the margin"
-    if decision.startswith("promoted"):
-        if holder is not None:
-            client.delete_registered_model_alias(holder[0], CHAMPION)
-        client.set_registered_model_alias(challenger.name, CHAMPION, challenger.version)
     record["decision"] = decision
     record["promoted"] = decision.startswith("promoted")
-    for key, value in {"decision": decision, "challenger_score": record["challenger"]["score"],
-                       "champion_score": champion_score}.items():
-        client.set_model_version_tag(challenger.name, challenger.version, f"champion_{key}", str(value))
-        client.set_tag(summaries[best]["mlflow_run_id"], f"champion_{key}", str(value))
+    if record["promoted"]:
+        # One call moves the alias: there is never a moment without a champion.
+        mlflow_client.set_registered_model_alias(name, CHAMPION, record["challenger"]["version"])
+        failpoint("promoted")
+    if "challenger" in record:
+        version = str(record["challenger"]["version"])
+        for key in ("decision", "metric"):
+            mlflow_client.set_model_version_tag(name, version, f"champion_{key}", str(record[key]))
+        mlflow_client.set_tag(summaries[record["challenger"]["architecture"]]["mlflow_run_id"], "champion_decision", decision)
     return record
+
+
+def _arch_of(version, versions: dict) -> str | None:
+    return next((arch for arch, v in versions.items() if v.version == version.version), None)

@@ -10,7 +10,6 @@ MLFLOW_TRACKING_URI overrides all of this (a shared tracking server).
 from __future__ import annotations
 
 import os
-import warnings
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,30 +94,42 @@ class StageRun:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
-    def log_torch_model(self, model, example_input) -> str:
-        """The model with a signature and an input example, in the MLflow 3 way (name=); returns
-        its logged-model id (what the registry registers)."""
-        import mlflow
-        import mlflow.pytorch
-        import torch
-        from mlflow.models import infer_signature
+    def log_forecaster(self, forecaster, example_windows, metadata: dict) -> str:
+        """The model as a deployable forecaster (see sinernn/serving.py): exported with
+        torch.export, logged the MLflow 3 way (name=) as a pyfunc with a signature, a `horizon`
+        param and an input example in original units. Returns its logged-model id."""
+        import tempfile
 
-        with torch.no_grad():
-            example_output = model(torch.as_tensor(example_input)).numpy()
-        with mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
-            # torch.export notes that nn.RNN re-assigns its flat weight list while tracing; the
-            # exported program is still exact (tests reload it and compare predictions).
-            warnings.filterwarnings("ignore", message="The tensor attributes .*_flat_weights")
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=infer_signature(example_input, example_output),
-                input_example=example_input,
-                # pt2 (torch.export): loading it never unpickles code from the store.
-                serialization_format="pt2",
-                # Explicit requirements: inferring them imports every package and takes seconds.
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        import mlflow
+        import mlflow.pyfunc
+        import numpy as np
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+        from sinernn import serving
+
+        example = np.asarray(example_windows, dtype=np.float32)  # (N, W), original units
+        with tempfile.TemporaryDirectory() as scratch:
+            path = serving.export(forecaster, example, Path(scratch) / serving.EXPORT_FILE)
+            # (N, W) windows in, (N, horizon) forecasts out; `horizon` defaults to 1, the next value.
+            signature = ModelSignature(
+                inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1]))]),
+                outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1))]),
+                params=ParamSchema([ParamSpec("horizon", "long", 1)]),
             )
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    loader_module=serving.LOADER_MODULE,
+                    data_path=str(path),
+                    signature=signature,
+                    input_example=(example, {"horizon": 1}),
+                    metadata={"format": serving.EXPORT_FORMAT, **metadata},
+                    # Explicit requirements: inferring them imports every package and takes
+                    # seconds. The loader is this package: serve with --env-manager local.
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+                )
         return info.model_id
 
 

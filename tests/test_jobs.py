@@ -51,14 +51,20 @@ def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
     assert artifacts == {"plots/loss_curves.png"}
     models = MlflowClient(tracked).search_logged_models([train_run.info.experiment_id], filter_string=f"source_run_id = '{train_run.info.run_id}'")
     assert len(models) == 1
-    # The pt2 export reloads without unpickling code and predicts what the checkpoint predicts.
-    import mlflow.pytorch
+    # The logged forecaster reloads through MLflow's pyfunc (the pt2 program, nothing unpickled)
+    # and forecasts in original units what the checkpoint forecasts after unscaling.
+    import mlflow.pyfunc
+    import numpy as np
     import torch
     from sinernn.checkpoint import load_checkpoint
-    exported = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
-    checkpoint, _ = load_checkpoint(tmp_path / "models/clean/lstm/model.pt")
-    windows = torch.linspace(-1, 1, 5 * params.train.window).reshape(5, params.train.window, 1)
-    assert torch.allclose(exported(windows), checkpoint(windows), atol=1e-6)
+    served = mlflow.pyfunc.load_model(f"models:/{models[0].model_id}")
+    checkpoint, config = load_checkpoint(tmp_path / "models/clean/lstm/model.pt")
+    windows = np.sin(np.linspace(0, 6, 5 * params.train.window)).reshape(5, params.train.window).astype(np.float32)
+    with torch.no_grad():
+        scaled = (torch.as_tensor(windows) - config["scale_mean"]) / config["scale_std"]
+        expected = checkpoint(scaled[:, :, None]).numpy() * config["scale_std"] + config["scale_mean"]
+    assert np.allclose(served.predict(windows), expected, atol=1e-5)
+    assert served.predict(windows, params={"horizon": 7}).shape == (5, 7)
 
     eval_run = _runs(tracked, "evaluate-clean-lstm")[0]
     assert eval_run.data.metrics["test_mse"] == pytest.approx(results["lstm"]["test_mse"])

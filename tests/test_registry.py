@@ -1,16 +1,27 @@
-"""The MLflow Model Registry on a real SQLite store: versions, the champion, and forecasts."""
+"""The MLflow Model Registry on a real SQLite store: one model per dataset, the champion gate,
+forecasts in original units, and loading that refuses what it should not run."""
 
 import io
+import math
+import pickle
 import sys
+import zipfile
+from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from conftest import write_params
-from sinernn import jobs, registry
+from sinernn import jobs, registry, serving
 from sinernn.cli import main
 from sinernn.config import parse_params
+from sinernn.evaluation import rollout
+from sinernn.models import build_model
+
+PERIOD = 37.7
 
 
 @pytest.fixture
@@ -21,9 +32,18 @@ def store(tracked, tmp_path, monkeypatch):
     return uri
 
 
-def _pipeline(params, tmp_path, archs, dataset="clean", snapshot=0):
-    """generate -> train -> evaluate -> register, for the given architectures and data snapshot."""
-    source = params.datasets[dataset].model_copy(update={"snapshot": snapshot, "phase_drift": 0.3})
+def level_sine(t, level=5.0):
+    """A sine far from zero mean, so a model that ignored the scaling would be visibly wrong."""
+    return level + 2.0 * np.sin(2 * np.pi * np.asarray(t) / PERIOD)
+
+
+def write_csv(path: Path, values) -> None:
+    path.write_text("value\n" + "\n".join(f"{v:.12f}" for v in values) + "\n")
+
+
+def _pipeline(params, tmp_path, archs, dataset="clean", snapshot=0, source=None):
+    """generate -> train -> evaluate -> register, for the given architectures and data."""
+    source = source or params.datasets["clean"].model_copy(update={"snapshot": snapshot, "phase_drift": 0.3})
     params = params.model_copy(update={"run": params.run.model_copy(update={"architectures": archs}),
                                        "datasets": {**params.datasets, dataset: source}})
     npz = tmp_path / f"data/processed/{dataset}.npz"
@@ -36,51 +56,165 @@ def _pipeline(params, tmp_path, archs, dataset="clean", snapshot=0):
                              tmp_path / f"reports/registry/{dataset}.json")
 
 
-def test_every_model_is_registered_and_the_best_becomes_champion(store, tmp_path, params):
+def _csv_source(params, name):
+    return parse_params({**params.model_dump(), "datasets": {**params.model_dump()["datasets"], name: {
+        "source": "csv", "path": f"data/external/{name}.csv", "column": "value", "val_fraction": 0.15,
+        "test_fraction": 0.5}}}).datasets[name]
+
+
+# ---- the exported forecaster ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [
+    {"kind": "rnn", "hidden_size": 8, "num_layers": 1, "dropout": 0.0},
+    {"kind": "gru", "hidden_size": 8, "num_layers": 2, "dropout": 0.0},
+    {"kind": "lstm", "hidden_size": 8, "num_layers": 2, "dropout": 0.0},
+    {"kind": "transformer", "d_model": 8, "nhead": 2, "num_layers": 1, "dim_feedforward": 16, "dropout": 0.0},
+    {"kind": "ridge", "input_length": 12},
+    {"kind": "persistence"},
+], ids=lambda c: c["kind"])
+def test_the_exported_program_forecasts_in_original_units_like_the_pipeline_rollout(config, tmp_path):
+    """Parity with a reference: the evaluation's own rollout in scaled units, unscaled by hand."""
+    model = build_model(config, seed=1).eval()
+    mean, std = 5.0, 2.0
+    windows = level_sine(np.arange(20)[None, :] + np.arange(3)[:, None])[:, -12:]  # (3, 12), original units
+    program = serving.load_program(serving.export(serving.Forecaster(model, mean, std), windows,
+                                                  tmp_path / "f.pt2"))
+    reference = rollout(model, (windows - mean) / std, 15) * std + mean
+    assert np.allclose(serving.forecast(program, windows, 15), reference, atol=1e-4)
+    assert serving.forecast(program, windows[:1], 1).shape == (1, 1)  # any batch size
+
+
+# ---- registering and the champion -----------------------------------------------------------
+
+
+def test_every_model_is_a_version_of_one_registered_model_and_the_best_is_champion(store, tmp_path, params):
     record = _pipeline(params, tmp_path, ["ridge", "persistence"])
     client = MlflowClient(store)
     assert record["promoted"] and record["decision"] == "promoted: no champion yet"
-    champion = client.get_model_version_by_alias("sinernn-clean-ridge", "champion")  # ridge is exact on a sine
-    assert champion.version == record["registered"]["ridge"]
-    assert float(champion.tags["test_mse"]) < 1e-8 and champion.tags["dataset_hash"]
-    assert "champion" not in client.get_registered_model("sinernn-clean-persistence").aliases
+    assert [m.name for m in client.search_registered_models()] == ["sinernn-clean"]
+    champion = client.get_model_version_by_alias("sinernn-clean", "champion")
+    assert champion.tags["architecture"] == "ridge"  # exact on a sine
+    assert int(champion.version) == record["registered"]["ridge"] == record["challenger"]["version"]
+    assert float(champion.tags["test_mse"]) < 1e-8 and champion.tags["dataset_hash"] and champion.tags["run_id"]
 
-    # New data (the next snapshot, drifted in phase) and a run whose best model is worse than the
-    # champion, re-scored on the new test split: registered, but not promoted.
+    # New data (the next snapshot, drifted in phase) and a worse run: registered, not promoted.
     again = _pipeline(params, tmp_path, ["persistence"], snapshot=1)
     assert not again["promoted"] and again["decision"].startswith("kept")
-    assert again["champion"]["name"] == "sinernn-clean-ridge"
+    assert again["champion"]["architecture"] == "ridge"
     assert again["challenger"]["score"] > again["champion"]["score"]
-    assert client.get_model_version_by_alias("sinernn-clean-ridge", "champion").version == champion.version
-    versions = client.search_model_versions("name = 'sinernn-clean-persistence'")
-    assert len(versions) == 2
-    newest = max(versions, key=lambda v: int(v.version))
-    assert newest.tags["champion_decision"].startswith("kept")
+    assert client.get_model_version_by_alias("sinernn-clean", "champion").version == champion.version
+    assert len(client.search_model_versions("name = 'sinernn-clean'")) == 3
 
 
-def test_a_better_challenger_moves_the_alias(store, tmp_path, params):
+def test_a_better_challenger_moves_the_alias_in_one_call(store, tmp_path, params, monkeypatch):
     first = _pipeline(params, tmp_path, ["persistence"])
     assert first["promoted"]
+
+    def no_gap(*args, **kwargs):
+        raise AssertionError("the alias was deleted: there would be a moment without a champion")
+
+    moves = []
+    real_set = MlflowClient.set_registered_model_alias
+
+    def counted(self, *args, **kwargs):
+        moves.append(args)
+        return real_set(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "delete_registered_model_alias", no_gap)
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", counted)
     second = _pipeline(params, tmp_path, ["ridge"], snapshot=1)
+    assert second["promoted"] and second["champion"]["architecture"] == "persistence"
+    assert moves == [("sinernn-clean", "champion", second["registered"]["ridge"])]
+    champion = MlflowClient(store).get_model_version_by_alias("sinernn-clean", "champion")
+    assert int(champion.version) == second["registered"]["ridge"]
+
+
+def test_a_re_run_registers_nothing_twice(store, tmp_path, params):
+    """A register stage killed after registering is simply run again."""
+    _pipeline(params, tmp_path, ["ridge"])
+    npz, models = tmp_path / "data/processed/clean.npz", tmp_path / "models/clean"
+    ridge_only = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["ridge"]})})
+    again = jobs.register_job(ridge_only, "clean", npz, models, tmp_path / "reports/eval/clean.json", tmp_path / "again.json")
+    assert again["decision"] == "kept: the challenger is the champion already"
+    assert len(MlflowClient(store).search_model_versions("name = 'sinernn-clean'")) == 1
+
+
+@pytest.mark.parametrize("other", ["clean-v2", "clean_v2"])
+def test_a_champion_survives_a_promotion_on_a_dataset_with_a_similar_name(store, tmp_path, params, other):
+    _pipeline(params, tmp_path, ["ridge"], dataset=other)
+    assert _pipeline(params, tmp_path, ["persistence"], dataset="clean")["decision"] == "promoted: no champion yet"
     client = MlflowClient(store)
-    assert second["promoted"] and second["champion"]["name"] == "sinernn-clean-persistence"
-    assert client.get_model_version_by_alias("sinernn-clean-ridge", "champion").version == second["registered"]["ridge"]
-    assert "champion" not in client.get_registered_model("sinernn-clean-persistence").aliases
+    assert client.get_model_version_by_alias(f"sinernn-{other}", "champion").tags["architecture"] == "ridge"
+    assert client.get_model_version_by_alias("sinernn-clean", "champion").tags["architecture"] == "persistence"
+
+
+def test_a_challenger_better_only_through_another_scaling_is_not_promoted(store, tmp_path, params):
+    """The champion is scored with its own scaling. New data whose train part sits at another
+    level has another mean: fed with that scaling, the exact champion would look worse than
+    persistence and be replaced."""
+    write_csv(tmp_path / "data/external/level.csv", level_sine(np.arange(1200)))
+    source = _csv_source(params, "level")
+    first = _pipeline(params, tmp_path, ["ridge"], dataset="level", source=source)
+    assert first["promoted"]
+    # The same sine, but the train part (the first 35 %) at level 25 instead of 5.
+    values = level_sine(np.arange(1200))
+    values[:420] += 20.0
+    write_csv(tmp_path / "data/external/level.csv", values)
+    second = _pipeline(params, tmp_path, ["persistence"], dataset="level", source=source)
+    assert second["champion"]["score"] < 1e-6  # still exact: its own scaling
+    assert not second["promoted"] and second["decision"] == "kept: the challenger is not better by the margin"
+
+
+def test_non_finite_scores_never_win(store, tmp_path, params, monkeypatch):
+    _pipeline(params, tmp_path, ["persistence"])
+    real_load = registry.load
+
+    def candidates_forecast_nan(uri):  # a run whose models blew up: every forecast NaN
+        step, config = real_load(uri)
+        if uri.endswith("@champion"):
+            return step, config
+        return (lambda windows: torch.full((len(windows), 1), math.nan)), config
+
+    monkeypatch.setattr(registry, "load", candidates_forecast_nan)
+    record = _pipeline(params, tmp_path, ["ridge"], snapshot=1)
+    assert record["scores"]["ridge"] is None and not record["promoted"]
+    assert record["decision"] == "kept: no candidate has a finite score"
+    assert MlflowClient(store).get_model_version_by_alias("sinernn-clean", "champion").tags["architecture"] == "persistence"
+    assert (tmp_path / "reports/registry/clean.json").is_file()  # written: NaN is recorded as null
+
+
+def test_a_champion_whose_score_is_not_finite_is_replaced(store, tmp_path, params, monkeypatch):
+    _pipeline(params, tmp_path, ["ridge"])
+    real_load = registry.load
+
+    def champion_forecasts_inf(uri):  # the champion blows up on the new data
+        step, config = real_load(uri)
+        if uri.endswith("@champion"):
+            return (lambda windows: torch.full((len(windows), 1), math.inf)), config
+        return step, config
+
+    monkeypatch.setattr(registry, "load", champion_forecasts_inf)
+    record = _pipeline(params, tmp_path, ["persistence"], snapshot=1)
+    assert record["champion"]["score"] is None and record["promoted"]
+    assert record["decision"] == "promoted: the champion's score is not finite on the newest data"
+
+
+# ---- what a deployment calls ----------------------------------------------------------------
 
 
 def test_predict_forecasts_a_sine_with_the_champion(store, tmp_path, params, raw_params, monkeypatch, capsys):
     _pipeline(params, tmp_path, ["ridge"])
-    period = params.datasets["clean"].period
     t = np.arange(200)
-    (tmp_path / "series.csv").write_text("value\n" + "\n".join(f"{v:.9f}" for v in np.sin(2 * np.pi * t / period)))
+    (tmp_path / "series.csv").write_text("value\n" + "\n".join(f"{v:.9f}" for v in np.sin(2 * np.pi * t / PERIOD)))
     path = write_params(tmp_path / "params.yaml", raw_params)
-    args = ["predict", "--params", str(path), "--model", "models:/sinernn-clean-ridge@champion", "--horizon", "25"]
+    args = ["predict", "--params", str(path), "--model", "models:/sinernn-clean@champion", "--horizon", "25"]
 
     assert main([*args, "--input", str(tmp_path / "series.csv")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "step,prediction" and len(lines) == 26
     forecast = np.array([float(line.split(",")[1]) for line in lines[1:]])
-    truth = np.sin(2 * np.pi * np.arange(200, 225) / period)
+    truth = np.sin(2 * np.pi * np.arange(200, 225) / PERIOD)
     assert np.abs(forecast - truth).max() < 1e-3  # the continuation of the sine
 
     monkeypatch.setattr(sys, "stdin", io.StringIO((tmp_path / "series.csv").read_text()))
@@ -90,19 +224,81 @@ def test_predict_forecasts_a_sine_with_the_champion(store, tmp_path, params, raw
     # A checkpoint file works too, without the registry.
     assert main([*args[:3], "--model", str(tmp_path / "models/clean/ridge/model.pt"), "--horizon", "25",
                  "--input", str(tmp_path / "series.csv")]) == 0
-    assert capsys.readouterr().out.strip().splitlines() == lines
+    checkpoint = np.array([float(line.split(",")[1]) for line in capsys.readouterr().out.strip().splitlines()[1:]])
+    assert np.abs(checkpoint - forecast).max() < 1e-5
 
 
 def test_predict_explains_a_series_too_short_and_an_unknown_model(store, tmp_path, params, raw_params, capsys):
     _pipeline(params, tmp_path, ["ridge"])
     (tmp_path / "short.csv").write_text("value\n1\n2\n")
     path = write_params(tmp_path / "params.yaml", raw_params)
-    assert main(["predict", "--params", str(path), "--model", "models:/sinernn-clean-ridge@champion",
+    assert main(["predict", "--params", str(path), "--model", "models:/sinernn-clean@champion",
                  "--input", str(tmp_path / "short.csv")]) == 2
     assert "needs the last 16" in capsys.readouterr().err
     assert main(["predict", "--params", str(path), "--model", "models:/sinernn-nowhere@champion",
                  "--input", str(tmp_path / "short.csv")]) == 2
     assert "cannot load models:/sinernn-nowhere@champion" in capsys.readouterr().err
+
+
+class Planted(mlflow.pyfunc.PythonModel):
+    """Unpickling this runs code: it touches the file named in `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+    def predict(self, context, model_input):
+        return model_input
+
+
+def _plant(kind: str, marker: Path, tmp_path: Path):
+    """A model that would run code when loaded, logged to the store."""
+    with mlflow.start_run():
+        if kind == "pickled pyfunc":
+            return mlflow.pyfunc.log_model(name="model", python_model=Planted(str(marker)), pip_requirements=[])
+        if kind == "pickle-format pytorch":
+            return mlflow.pytorch.log_model(build_model({"kind": "persistence"}), name="model",
+                                            serialization_format="pickle", pip_requirements=[])
+        # Our loader and format, but a .pt2 archive that carries a pickle, or a code folder.
+        windows = level_sine(np.arange(20)[None, :] + np.arange(3)[:, None])[:, -16:]
+        archive = serving.export(serving.Forecaster(build_model({"kind": "persistence"}), 0.0, 1.0), windows,
+                                 tmp_path / serving.EXPORT_FILE)
+        code_paths = None
+        if kind == "pt2 carrying a pickle":
+            with zipfile.ZipFile(archive, "a") as pt2:
+                pt2.writestr(f"{archive.stem}/data/constants/planted.pt", pickle.dumps(Planted(str(marker))))
+        else:
+            (tmp_path / "planted_code.py").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n")
+            code_paths = [str(tmp_path / "planted_code.py")]
+        return mlflow.pyfunc.log_model(name="model", loader_module=serving.LOADER_MODULE, data_path=str(archive),
+                                       code_paths=code_paths, pip_requirements=[],
+                                       metadata={"format": serving.EXPORT_FORMAT, "window": 16})
+
+
+@pytest.mark.parametrize("planted", ["pickled pyfunc", "pickle-format pytorch", "pt2 carrying a pickle", "code folder"])
+def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path, params, raw_params, capsys, planted):
+    _pipeline(params, tmp_path, ["ridge"])
+    marker = tmp_path / "code-ran"
+    info = _plant(planted, marker, tmp_path)
+    client = MlflowClient(store)
+    version = client.create_model_version("sinernn-clean", source=info.model_uri, model_id=info.model_id)
+    client.set_registered_model_alias("sinernn-clean", "champion", version.version)
+
+    (tmp_path / "series.csv").write_text("value\n" + "\n".join(str(v) for v in np.sin(np.arange(40) / 6)))
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    assert main(["predict", "--params", str(path), "--model", "models:/sinernn-clean@champion",
+                 "--input", str(tmp_path / "series.csv")]) == 2
+    refusal = capsys.readouterr().err
+    assert "not a sinernn forecaster export" in refusal or "refused" in refusal
+    # `sinernn serve` refuses it before MLflow (which would load it as it is) sees it.
+    assert main(["serve", "--params", str(path), "--dataset", "clean"]) == 2
+    # The register stage, which re-scores the champion, refuses it too, and keeps it.
+    with pytest.raises(serving.UnsafeModel):
+        _pipeline(params, tmp_path, ["persistence"], snapshot=1)
+    assert client.get_model_version_by_alias("sinernn-clean", "champion").version == version.version
+    assert not marker.exists()
 
 
 def test_the_registry_needs_logged_models(raw_params):
