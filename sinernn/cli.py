@@ -10,11 +10,14 @@
     sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
     sinernn report                               reports/REPORT.md from the measurements
     sinernn register --dataset clean             models in the MLflow registry, @champion decided
-    sinernn predict --model models:/sinernn-clean-lstm@champion --input s.csv --horizon 20
+    sinernn predict --model models:/sinernn-clean@champion --input s.csv --horizon 20
+    sinernn serve --dataset clean [--port 5001]  the champion over HTTP, checked before it is served
     sinernn retrain                              next data snapshot, dvc exp run, champion decision
 
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
-tracking server) print one line and exit non-zero; nothing half-written is left behind.
+tracking server) print one line and exit non-zero; nothing half-written is left behind. Exit codes:
+2 bad input, 3 diverged, 4 tracking store unreachable, 70 an unexpected error (a bug, a full disk);
+`retrain` adds 0 promoted, 1 kept, 75 another retrain is running.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 
 from sinernn.config import load_params
-from sinernn.errors import SinernnError
+from sinernn.errors import EXIT_UNEXPECTED, SinernnError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(predict)
     predict.add_argument("--model", required=True,
-                         help="models:/sinernn-DATASET-ARCH@champion, models:/NAME/VERSION, or a model.pt file")
+                         help="models:/sinernn-DATASET@champion, models:/sinernn-DATASET/VERSION, or a model.pt file")
     predict.add_argument("--input", default="-", help="CSV file, or - for standard input (default: -)")
     predict.add_argument("--column", default="value", help="the CSV column to read (default: %(default)s)")
     predict.add_argument("--horizon", type=int, default=10, help="values to forecast (default: %(default)s)")
+
+    serve = commands.add_parser(
+        "serve", help="serve a registered forecaster over HTTP (mlflow models serve), after checking it",
+        description="Resolve the model (by default the champion of --dataset), check that it is this "
+        "project's pt2 export (nothing pickled, no code folder), and serve that checked copy with "
+        "`mlflow models serve --env-manager local`. POST {\"inputs\": [[last W values]], "
+        "\"params\": {\"horizon\": H}} to /invocations; the answer is in the data's units.",
+    )
+    _add_common(serve)
+    target = serve.add_mutually_exclusive_group(required=True)
+    target.add_argument("--dataset", help="serve models:/sinernn-DATASET@champion")
+    target.add_argument("--model", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
+                       "anything else exposes the model without authentication)")
+    serve.add_argument("--port", type=int, default=5001, help="default: %(default)s")
 
     retrain = commands.add_parser(
         "retrain", help="new data, the whole pipeline, and a champion that moves only if beaten",
@@ -127,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "updated file), run the pipeline with `dvc exp run --temp`, apply it, and record the decision "
         "in reports/retrain.json. Exit codes: 0 a champion was promoted, 1 every champion was kept, "
         "75 another retrain is running, 2/3/4 the pipeline failed (bad input, diverged, tracking store) "
-        "and nothing was changed.",
+        "and nothing was changed, 70 an unexpected error (recorded too).",
     )
     _add_common(retrain)
     retrain.add_argument("--snapshot", type=int, help="data snapshot to train on (default: each dataset's next one)")
@@ -214,10 +232,15 @@ def run(argv: list[str]) -> int | None:
             raise SinernnError(f"--snapshot must be 0 or more (got {args.snapshot})")
         if args.margin is not None and not 0 <= args.margin < 1:
             raise SinernnError(f"--margin must be in [0, 1) (got {args.margin})")
-        code, entry = retrain(params, project_root(), args.snapshot, args.margin)
+        code, entry = retrain(args.params, project_root(), args.snapshot, args.margin)
         for dataset, record in entry["decisions"].items():
             print(f"{dataset}: {record['decision']}")
         return code
+    elif args.command == "serve":
+        from sinernn import registry
+
+        registry.serve(args.model or f"models:/{registry.model_name(args.dataset)}@{registry.CHAMPION}",
+                       args.host, args.port)
     elif args.command == "predict":
         _predict(args, jobs)
     elif args.command == "train":
@@ -273,7 +296,7 @@ def _predict(args, jobs) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["step", "prediction"])
-    writer.writerows([step, f"{value:.6g}"] for step, value in enumerate(forecast, 1))
+    writer.writerows([step, f"{value:.9g}"] for step, value in enumerate(forecast, 1))
     sys.stdout.write(out.getvalue())
 
 
@@ -309,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sinernn: interrupted; no outputs were written", file=sys.stderr)
         return 130
+    except Exception as exc:  # not a user error: a bug or the machine (a full disk); never "kept" (1)
+        import traceback
+
+        traceback.print_exc()
+        print(f"sinernn: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNEXPECTED
     return 0
 
 
