@@ -9,8 +9,10 @@ import json
 import re
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,10 @@ PROJECT_FILES = ["dvc.yaml", "stages", "sinernn", ".dvc/config", ".dvcignore", "
                  "data/external/sample.csv", "data/external/sample.csv.dvc", "data/external/.gitignore"]
 
 
-def _run(args, cwd, check=True):
+def _run(args, cwd, check=True, env_update=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the stages' `python`
+    env.update(env_update or {})
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -45,8 +48,12 @@ def project(tmp_path_factory):
         else:
             shutil.copy(source, target)
     raw = tiny_raw_params()
-    raw["run"] = {"datasets": ["clean", "sample_csv"], "train_datasets": ["clean"], "architectures": ["lstm", "persistence"]}
-    raw["diagnose"]["memory_dataset"] = "clean"
+    raw["run"] = {"datasets": ["clean", "noisy", "sample_csv"], "train_datasets": ["clean"],
+                  "architectures": ["lstm", "persistence"]}
+    # The searches and the diagnosis use another dataset than the trained one, so that a retrain
+    # (new data for `clean`) re-runs what it must and no more.
+    raw["tune"]["dataset"] = "noisy"
+    raw["diagnose"].update({f"{use}_dataset": "noisy" for use in ("gradient", "stability", "extrapolation", "memory")})
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _run(["git", "init", "-q"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
@@ -156,8 +163,9 @@ def test_the_best_model_is_the_registered_champion(project):
     metrics = json.loads((root / "reports/metrics.json").read_text())["clean"]
     best = min(metrics, key=lambda arch: metrics[arch]["test_mse"])
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    champion = client.get_model_version_by_alias(f"sinernn-clean-{best}", "champion")
-    assert record["promoted"] and champion.version == record["registered"][best]
+    champion = client.get_model_version_by_alias("sinernn-clean", "champion")
+    assert record["promoted"] and record["challenger"]["architecture"] == best
+    assert int(champion.version) == record["registered"][best] and champion.tags["architecture"] == best
 
 
 def test_an_invalid_param_stops_repro_with_one_clear_line(project, tmp_path):
@@ -189,36 +197,44 @@ def _sinernn(args, cwd):
     return _run([sys.executable, "-m", "sinernn.cli", *args], cwd, check=False)
 
 
-def test_retrain_on_new_data_promotes_a_better_challenger_and_records_it(copy):
-    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
-    metrics = json.loads((copy / "reports/metrics.json").read_text())["clean"]
-    worst = max(metrics, key=lambda arch: metrics[arch]["test_mse"])
-    # Make the worst model the champion, so that this run's best must beat it by the margin.
-    holder = json.loads((copy / "reports/registry/clean.json").read_text())["challenger"]["name"]
-    client.delete_registered_model_alias(holder, "champion")
-    client.set_registered_model_alias(f"sinernn-clean-{worst}", "champion", "1")
+def _champion(root):
+    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_model_version_by_alias("sinernn-clean", "champion")
 
+
+def _make_worst_the_champion(root):
+    """So that the next run's best must beat it by the margin."""
+    record = json.loads((root / "reports/registry/clean.json").read_text())
+    worst = max(record["scores"], key=lambda arch: record["scores"][arch])
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client.set_registered_model_alias("sinernn-clean", "champion", str(record["registered"][worst]))
+    return worst
+
+
+def test_retrain_on_new_data_promotes_a_better_challenger_and_records_it(copy):
+    worst = _make_worst_the_champion(copy)
     trained_before = len(_runs(copy, "train-clean-lstm"))
     result = _sinernn(["retrain"], copy)
     assert result.returncode == 0, result.stdout + result.stderr  # 0: a champion was promoted
     entry = json.loads((copy / "reports/retrain.json").read_text())[-1]
     assert entry["outcome"] == "promoted" and entry["overrides"] == {"datasets.clean.snapshot": 1}
     record = entry["decisions"]["clean"]
-    assert record["champion"]["name"] == f"sinernn-clean-{worst}"
+    assert record["champion"]["architecture"] == worst
     assert record["challenger"]["score"] < record["champion"]["score"] * (1 - record["margin"])
-    champion = client.get_model_version_by_alias(record["challenger"]["name"], "champion")
-    newest = max(int(v.version) for v in client.search_model_versions(f"name = '{record['challenger']['name']}'"))
-    assert int(champion.version) == record["challenger"]["version"] == newest  # trained on snapshot 1
+    champion = _champion(copy)
+    trained = {arch: json.loads((copy / f"models/clean/{arch}/train.json").read_text())["mlflow_run_id"]
+               for arch in record["registered"]}
+    assert int(champion.version) == record["challenger"]["version"]
+    assert champion.tags["run_id"] == trained[record["challenger"]["architecture"]]  # trained on snapshot 1
     assert yaml.safe_load((copy / "params.yaml").read_text())["datasets"]["clean"]["snapshot"] == 1  # applied
+    assert "up to date" in _run(["dvc", "status"], copy).stdout  # params, dvc.lock and outputs agree
     # The experiment ran in a temporary copy (dvc exp run --temp) but logged to the project's store.
     assert not list((copy / ".dvc/tmp").rglob("mlflow.db")) and not list((copy / ".dvc/tmp").rglob("studies.db"))
     assert len(_runs(copy, "train-clean-lstm")) == trained_before + 1
+    assert not (copy / ".sinernn-retrain.json").exists()
 
 
 def test_a_retrain_on_corrupt_data_changes_nothing(copy):
-    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
-    holder = json.loads((copy / "reports/registry/clean.json").read_text())["challenger"]["name"]
-    champion = client.get_model_version_by_alias(holder, "champion").version
+    champion = _champion(copy).version
     before = {path: (copy / path).read_bytes() for path in ("params.yaml", "dvc.lock", "reports/metrics.json")}
     csv = copy / "data/external/sample.csv"
     csv.write_text(csv.read_text().replace("\n5,", "\n5,not-a-number,", 1))
@@ -227,8 +243,23 @@ def test_a_retrain_on_corrupt_data_changes_nothing(copy):
     assert result.returncode == 2
     assert "sample.csv, row" in result.stderr and "non-numeric" in result.stderr
     assert {path: (copy / path).read_bytes() for path in before} == before
-    assert client.get_model_version_by_alias(holder, "champion").version == champion
-    assert json.loads((copy / "reports/retrain.json").read_text())[-1]["outcome"] == "failed"
+    assert _champion(copy).version == champion
+    last = json.loads((copy / "reports/retrain.json").read_text())[-1]
+    assert last["outcome"] == "failed" and last["exit_code"] == 2
+
+
+def test_an_unexpected_error_is_not_read_as_champion_kept(copy):
+    """A broken machine (here: no `dvc` on PATH) is neither 1 (kept) nor a user error: 70, recorded."""
+    champion = _champion(copy).version
+    before = {path: (copy / path).read_bytes() for path in ("params.yaml", "dvc.lock")}
+    result = _run([sys.executable, "-m", "sinernn.cli", "retrain"], copy, check=False,
+                  env_update={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 70, result.stderr
+    assert "sinernn: error: unexpected error: FileNotFoundError" in result.stderr
+    last = json.loads((copy / "reports/retrain.json").read_text())[-1]
+    assert last["outcome"] == "failed" and last["exit_code"] == 70
+    assert {path: (copy / path).read_bytes() for path in before} == before and _champion(copy).version == champion
+    assert not (copy / ".sinernn-retrain.json").exists()
 
 
 def test_a_second_retrain_is_refused_while_one_runs(copy):
@@ -239,3 +270,94 @@ def test_a_second_retrain_is_refused_while_one_runs(copy):
         result = _sinernn(["retrain"], copy)
     assert result.returncode == 75
     assert "another retrain is running" in result.stderr
+
+
+# ---- a retrain killed (SIGKILL) at every awkward moment ----------------------------------------
+
+
+def _retrain_killed_at(root, failpoint, kill_group=False):
+    """Start `sinernn retrain` in a session of its own, with SINERNN_FAILPOINT making it SIGKILL
+    itself at `failpoint`; with kill_group, its whole process group is killed there too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", SINERNN_FAILPOINT=failpoint)
+    process = subprocess.Popen([sys.executable, "-m", "sinernn.cli", "retrain"], cwd=root, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert process.wait(timeout=300) == -signal.SIGKILL
+    if kill_group:
+        os.killpg(process.pid, signal.SIGKILL)
+    return process
+
+
+def _wait_until_unlocked(root, timeout=300):
+    """Orphans of a killed retrain hold its lock until they end."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    with open(root / ".sinernn-retrain.lock", "a+") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the killed retrain's children never released the lock"
+                time.sleep(0.5)
+
+
+def _candidates(root):
+    return {json.loads(path.read_text())["mlflow_run_id"] for path in root.glob("models/clean/*/train.json")}
+
+
+def test_a_retrain_killed_at_any_point_loses_no_champion_and_is_finished_by_the_next(copy):
+    """Kill points: the pipeline running (all processes killed), the apply (the retrain only: its
+    dvc child lives on and holds the lock), after registering, after moving the alias, before
+    the history. After each: exactly one champion, of the last applied state or the one before."""
+    _make_worst_the_champion(copy)
+    params_before = (copy / "params.yaml").read_bytes()
+    champion_before = _champion(copy)
+    outcome = []
+
+    def check(point, expect_promotion):
+        _wait_until_unlocked(copy)
+        champion = _champion(copy)  # raises if there is none
+        assert champion.tags["run_id"] in _candidates(copy) | {champion_before.tags["run_id"]}
+        assert (champion.version != champion_before.version) == expect_promotion, point
+        outcome.append((point, champion.version))
+
+    process = _retrain_killed_at(copy, "pipeline")
+    assert _sinernn(["retrain"], copy).returncode == 75  # its `dvc exp run` child still runs, locked
+    os.killpg(process.pid, signal.SIGKILL)  # and now every process of it
+    check("pipeline", expect_promotion=False)
+
+    # The next retrain puts back the params.yaml that `dvc exp run -S` had rewritten while it set
+    # the experiment up (else it would draw snapshot 2), then starts anew; it is killed during
+    # the apply, which its orphaned `dvc exp apply` finishes.
+    _retrain_killed_at(copy, "apply")
+    check("apply", expect_promotion=False)
+    assert json.loads((copy / "reports/retrain.json").read_text())[-1]["outcome"] == "interrupted"
+    applied = yaml.safe_load((copy / "params.yaml").read_text())
+    assert applied["datasets"]["clean"]["snapshot"] == 1
+    assert {**applied, "datasets": {**applied["datasets"], "clean": {
+        k: v for k, v in applied["datasets"]["clean"].items() if k != "snapshot"}}} == yaml.safe_load(params_before)
+
+    # The next retrains finish that one, killed again after registering and after promoting.
+    _retrain_killed_at(copy, "registered")
+    check("registered", expect_promotion=False)
+    _retrain_killed_at(copy, "promoted")
+    check("promoted", expect_promotion=True)
+    _retrain_killed_at(copy, "recorded")
+    check("recorded", expect_promotion=True)
+
+    # The last one finishes the killed retrain, and reports what it did: it moved the champion.
+    final = _sinernn(["retrain"], copy)
+    assert final.returncode == 0, final.stderr
+    assert "up to date" in _run(["dvc", "status"], copy).stdout  # params, dvc.lock and outputs agree
+    assert not (copy / ".sinernn-retrain.json").exists()
+    history = json.loads((copy / "reports/retrain.json").read_text())
+    assert [entry["outcome"] for entry in history][-2:] == ["interrupted", "promoted"]
+    assert history[-1]["recovered"] and history[-1]["overrides"] == {"datasets.clean.snapshot": 1}
+    assert history[-1]["champions"]["clean"] == {"before": int(champion_before.version), "after": int(_champion(copy).version)}
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    run_ids = [v.run_id for v in client.search_model_versions("name = 'sinernn-clean'")]
+    assert len(run_ids) == len(set(run_ids))  # nothing registered twice
+    print("kill point -> champion version:", outcome)
