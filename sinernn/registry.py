@@ -152,27 +152,40 @@ def load(uri: str):
                      "architecture": version.tags.get("architecture")}
 
 
-def download(uri: str, directory: Path):
-    """(model version, local folder) of models:/NAME@ALIAS or models:/NAME/VERSION, resolved once:
-    an alias that moves afterwards does not change what was downloaded."""
-    import mlflow
+def resolve(uri: str):
+    """The model version of models:/NAME@ALIAS or models:/NAME/VERSION, read once: an alias that
+    moves afterwards does not change what the caller loads."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client()
     name, _, ref = uri.removeprefix("models:/").partition("@")
     try:
         if ref:
-            version = mlflow_client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, number = name.partition("/")
-            version = mlflow_client.get_model_version(name, number)
+            return mlflow_client.get_model_version_by_alias(name, ref)
+        name, _, number = name.partition("/")
+        return mlflow_client.get_model_version(name, number)
+    except MlflowException as exc:
+        raise _registry_error(uri, exc) from None
+
+
+def download(uri: str, directory: Path):
+    """(model version, local folder) of `uri`, downloaded into `directory`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    version = resolve(uri)
+    try:
         local = mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(directory))
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise SinernnError(f"cannot load {uri}: {exc.message[:200]}") from None
-        raise TrackingError(f"cannot load {uri} from the MLflow registry ({exc.message[:200]}); "
-                            "check MLFLOW_TRACKING_URI or that the server is running") from None
+        raise _registry_error(uri, exc) from None
     return version, Path(local)
+
+
+def _registry_error(uri: str, exc) -> SinernnError:
+    if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        return SinernnError(f"cannot load {uri}: {exc.message[:200]}")
+    return TrackingError(f"cannot load {uri} from the MLflow registry ({exc.message[:200]}); "
+                         "check MLFLOW_TRACKING_URI or that the server is running")
 
 
 def serve(uri: str, host: str, port: int) -> None:
@@ -180,14 +193,11 @@ def serve(uri: str, host: str, port: int) -> None:
     (this process becomes the server). Serving the copy, not the URI, means MLflow loads exactly
     what was checked, even if the alias moves meanwhile; MLflow alone would load whatever the
     registry holds, pickles and code folders included."""
-    import getpass
-    import shutil
     import sys
 
-    version, _ = download(uri, Path(tempfile.mkdtemp()))  # resolve the alias once
-    copy = Path(tempfile.gettempdir()) / f"sinernn-serve-{getpass.getuser()}-{version.name}-v{version.version}"
-    shutil.rmtree(copy, ignore_errors=True)
-    _, local = download(f"models:/{version.name}/{version.version}", copy)
+    # A private folder (mkdtemp: mode 0700, a fresh name) that nobody else can change between the
+    # check and the serving. It outlives this process, which becomes the server.
+    version, local = download(uri, Path(tempfile.mkdtemp(prefix="sinernn-serve-")))
     path, metadata = check_export(local, uri)
     serving.load_program(path)  # the archive is validated before anything serves it
     bin_dir = Path(sys.executable).parent
@@ -255,7 +265,7 @@ def _decide(mlflow_client, dataset_name: str, dataset, results: dict, summaries:
     champion = current_champion(mlflow_client, dataset_name)
     loaded = {arch: load(f"models:/{name}/{version.version}") for arch, version in versions.items()}
     if champion is not None and champion.version not in {v.version for v in versions.values()}:
-        loaded[CHAMPION] = load(f"models:/{name}@{CHAMPION}")
+        loaded[CHAMPION] = load(f"models:/{name}/{champion.version}")  # the version read above
     start = max(config["window"] for _, config in loaded.values())
     scores = {key: _finite(score(step, config["window"], dataset, metric, start)) for key, (step, config) in loaded.items()}
 

@@ -2,8 +2,9 @@
 
     sinernn retrain [--snapshot N] [--margin M]
 
-1. Take the retrain lock (a second retrain exits at once with code 75). Every child process
-   (dvc and its stages) inherits the lock, so a killed retrain's orphans still hold it.
+1. Take the retrain lock (a second retrain exits at once with code 75). Every `dvc` child
+   inherits the locked descriptor, so the dvc of a killed retrain holds the lock until it ends
+   (its stages do not inherit it, DVC closes descriptors, but dvc waits for them).
 2. Finish an interrupted retrain first (the journal .sinernn-retrain.json says where it stopped):
    one killed after its new state reached the workspace is completed, and that is this run's
    outcome; one killed earlier is recorded as interrupted, and this run starts anew.
@@ -157,7 +158,7 @@ def _apply_and_register(dvc: Dvc, root: Path, params: Params, journal: dict) -> 
     if journal["phase"] == "applying":
         applied = dvc("exp", "apply", journal["experiment"], failpoint_name="apply")
         if applied.returncode != 0:
-            raise RetrainFailed(f"the experiment ran but could not be applied: {applied.stderr.strip()[-500:]}")
+            raise _failure(applied, "exp apply")  # no stage code: 70
         journal = {**journal, "phase": "registering"}
         write_json(root / JOURNAL, journal)
     registered = dvc("repro", *_register_stages(params))
@@ -193,21 +194,59 @@ def _finish_interrupted(dvc: Dvc, root: Path, params: Params) -> dict | None:
         path.unlink()  # it finished; only the journal's removal was lost
         return None
     if journal["phase"] == "pipeline":  # killed before the experiment was applied
-        # `dvc exp run -S` writes the new params into params.yaml (and the git index) while it
-        # sets the experiment up: put back what was there.
-        write_text(root / "params.yaml", journal["params_yaml"])
-        subprocess.run(["git", "reset", "-q", "--", "params.yaml"], cwd=root, capture_output=True)
-        return _close(root, journal, "interrupted", "killed while the pipeline ran; params.yaml put back")
+        return _close(root, journal, "interrupted", f"killed while the pipeline ran; {_put_params_back(root, journal)}")
     # Failures count (each is in the history), kills do not: a kill says nothing about the retrain.
     if own.count("failed") >= MAX_FAILURES:
         return _close(root, journal, "abandoned", f"failed {MAX_FAILURES} times; its params may be applied: "
                       "`dvc status` shows what is stale, `dvc repro` finishes it")
     journal = {**journal, "entry": {**journal["entry"], "recovered": True}}
-    try:
+    with _recorded(root, journal["entry"]):
         return _apply_and_register(dvc, root, params, journal)
+
+
+@contextmanager
+def _recorded(root: Path, entry: dict) -> Iterator[None]:
+    """Any failure inside is appended to the history under the retrain's entry, an unexpected
+    one as 70, and raised as a SinernnError."""
+    try:
+        yield
     except SinernnError as exc:
-        _append_failure(root, journal["entry"], exc)
+        _append_failure(root, entry, exc)
         raise
+    except Exception as exc:
+        failure = _unexpected(exc)
+        _append_failure(root, entry, failure)
+        raise failure from exc
+
+
+def _unexpected(exc: Exception) -> RetrainFailed:
+    failure = RetrainFailed(f"unexpected error: {type(exc).__name__}: {exc}")
+    failure.exit_code = EXIT_UNEXPECTED
+    return failure
+
+
+def _put_params_back(root: Path, journal: dict) -> str:
+    """`dvc exp run -S` writes the new params into params.yaml (and the git index) while it sets
+    the experiment up: put back what was there, unless params.yaml holds anything but those
+    overrides (someone edited it since), which is left alone."""
+    import yaml
+
+    path = root / "params.yaml"
+    current = path.read_text()
+    if current == journal["params_yaml"]:
+        return "params.yaml was as before"
+    with_overrides = yaml.safe_load(journal["params_yaml"])
+    for key, value in journal["entry"]["overrides"].items():
+        *parents, leaf = key.split(".")
+        node = with_overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if yaml.safe_load(current) != with_overrides:
+        return "params.yaml has changed since, beyond the retrain's overrides: left as it is"
+    write_text(path, journal["params_yaml"])
+    subprocess.run(["git", "reset", "-q", "--", "params.yaml"], cwd=root, capture_output=True)
+    return "params.yaml put back"
 
 
 def _close(root: Path, journal: dict, outcome: str, why: str) -> dict:
@@ -231,10 +270,9 @@ def retrain(params_path: Path, root: Path, snapshot: int | None = None, margin: 
             else:
                 entry = _run(dvc, root, load_params(params_path), snapshot, margin)
         except SinernnError:
-            raise
-        except Exception as exc:  # a bug or the machine: recorded, and never mistaken for "kept"
-            failure = RetrainFailed(f"unexpected error: {type(exc).__name__}: {exc}")
-            failure.exit_code = EXIT_UNEXPECTED
+            raise  # recorded where it happened
+        except Exception as exc:  # a bug or the machine before a retrain began: recorded, never "kept"
+            failure = _unexpected(exc)
             _append_failure(root, {"time": _now()}, failure)
             raise failure from exc
     return (EXIT_PROMOTED if entry["outcome"] == "promoted" else EXIT_KEPT), entry
@@ -246,34 +284,33 @@ def _run(dvc: Dvc, root: Path, params: Params, snapshot: int | None, margin: flo
         overrides["registry.margin"] = margin
     name = "retrain-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     entry = {"time": _now(), "experiment": name, "overrides": overrides}
-    journal = {"experiment": name, "phase": "pipeline", "entry": entry, "champions": _champions(params),
-               "params_yaml": (root / "params.yaml").read_text()}
+    with _recorded(root, entry):
+        journal = {"experiment": name, "phase": "pipeline", "entry": entry, "champions": _champions(params),
+                   "params_yaml": (root / "params.yaml").read_text()}
     write_json(root / JOURNAL, journal)
     try:
-        stages = dvc("stage", "list", "--name-only")
-        if stages.returncode != 0:
-            raise _failure(stages, "stage list")
-        targets = [stage for stage in stages.stdout.split() if not stage.startswith("register")]
-        # ++: set the key whether or not params.yaml spells it out yet (Hydra's override syntax).
-        sets = [arg for key, value in overrides.items() for arg in ("-S", f"++{key}={json.dumps(value)}")]
-        result = dvc("exp", "run", "--temp", "--name", name, *sets, *targets, failpoint_name="pipeline")
-        if result.returncode != 0:
-            raise _failure(result, "exp run")
-    except SinernnError as exc:
-        _append_failure(root, entry, exc)
-        (root / JOURNAL).unlink(missing_ok=True)  # nothing reached the workspace
-        raise
-    except BaseException:
+        with _recorded(root, entry):
+            stages = dvc("stage", "list", "--name-only")
+            if stages.returncode != 0:
+                raise _failure(stages, "stage list")
+            targets = [stage for stage in stages.stdout.split() if not stage.startswith("register")]
+            # ++: set the key whether or not params.yaml spells it out yet (Hydra's override syntax).
+            sets = [arg for key, value in overrides.items() for arg in ("-S", f"++{key}={json.dumps(value)}")]
+            result = dvc("exp", "run", "--temp", "--name", name, *sets, *targets, failpoint_name="pipeline")
+            if result.returncode != 0:
+                raise _failure(result, "exp run")
+    except SinernnError:
+        # Nothing reached the workspace but, maybe, the overrides dvc wrote into params.yaml.
+        _put_params_back(root, journal)
         (root / JOURNAL).unlink(missing_ok=True)
         raise
+    # (An interrupt, Ctrl-C, leaves the journal: the next retrain closes it and puts params back.)
     journal = {**journal, "phase": "applying"}
     write_json(root / JOURNAL, journal)
-    try:
+    # A failure from here on keeps the journal: the next retrain finishes the apply and the
+    # registration first.
+    with _recorded(root, entry):
         return _apply_and_register(dvc, root, params, journal)
-    except SinernnError as exc:
-        # The journal stays: the next retrain finishes the apply and the registration first.
-        _append_failure(root, entry, exc)
-        raise
 
 
 def _now() -> str:

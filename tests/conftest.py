@@ -64,19 +64,22 @@ def write_params(path: Path, raw: dict) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> str:
+def postgres(pytestconfig) -> str:
     """A PostgreSQL database URL for the distributed tests, from the first source that serves:
     SINERNN_TEST_POSTGRES, the local server, or a throwaway one stopped after the session."""
     from sinernn.postgres import postgres_server
 
-    with postgres_server() as (url, _):
+    with postgres_server() as (url, name):
+        pytestconfig.sinernn_postgres = name  # for the summary line (without xdist)
         yield url
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Says once, even under -q and xdist, where the distributed tests found their server."""
+def pytest_terminal_summary(terminalreporter, config):
+    """Says once, even under -q, where the distributed tests found their server. Under xdist the
+    fixture ran in a worker; the controller then names the source its own probe finds."""
     from sinernn.postgres import THROWAWAY, source
 
-    name, _ = source()
+    used = getattr(config, "sinernn_postgres", None)
+    name = used or source()[0]
     terminalreporter.write_line(f"PostgreSQL for the distributed tests: {name}" + (
         " (started for the tests that need it, stopped after them)" if name == THROWAWAY else ""))

@@ -2,9 +2,9 @@
 throwaway server exercised for real with the local server out of reach."""
 
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -39,16 +39,25 @@ def _servers() -> set[str]:
 
 def test_the_distributed_tests_pass_on_a_throwaway_server_and_leave_none_behind(tmp_path):
     """The PostgreSQL tests as on a machine without a server: no SINERNN_TEST_POSTGRES, the local
-    probe pointed at a closed port. They start their own server, pass, and stop it."""
-    before, folders = _servers(), set(Path(tempfile.gettempdir()).glob("sinernn-pg-*"))
+    probe pointed at a closed port. They start their own server, pass, and stop and delete it.
+    (The inner run has a temporary folder of its own, so servers of other tests do not count.)"""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "SINERNN_TEST_POSTGRES"}
-    env.update(SINERNN_TEST_POSTGRES_LOCAL=CLOSED, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    run = subprocess.run(
+    env.update(SINERNN_TEST_POSTGRES_LOCAL=CLOSED, TMPDIR=str(scratch),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    inner = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"),
          "tests/test_tune_distributed.py::test_local_workers_share_a_postgres_study"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "1 passed" in run.stdout
-    assert f"PostgreSQL for the distributed tests: {postgres.THROWAWAY}" in run.stdout
-    assert _servers() == before  # stopped
-    assert set(Path(tempfile.gettempdir()).glob("sinernn-pg-*")) == folders  # and its cluster deleted
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = inner.communicate(timeout=600)
+    finally:
+        if inner.poll() is None:  # a hung run: stop it whole, its server with it
+            os.killpg(inner.pid, signal.SIGTERM)
+            inner.wait(timeout=60)
+    assert inner.returncode == 0, output[-3000:]
+    assert "1 passed" in output
+    assert f"PostgreSQL for the distributed tests: {postgres.THROWAWAY}" in output  # what the fixture used
+    assert not [line for line in _servers() if str(scratch) in line]  # stopped
+    assert not list(scratch.glob("sinernn-pg-*"))  # and its cluster deleted

@@ -3,6 +3,7 @@ forecasts in original units, and loading that refuses what it should not run."""
 
 import io
 import math
+import os
 import pickle
 import sys
 import zipfile
@@ -167,12 +168,12 @@ def test_a_challenger_better_only_through_another_scaling_is_not_promoted(store,
 
 
 def test_non_finite_scores_never_win(store, tmp_path, params, monkeypatch):
-    _pipeline(params, tmp_path, ["persistence"])
+    champion = f"models:/sinernn-clean/{_pipeline(params, tmp_path, ['persistence'])['challenger']['version']}"
     real_load = registry.load
 
     def candidates_forecast_nan(uri):  # a run whose models blew up: every forecast NaN
         step, config = real_load(uri)
-        if uri.endswith("@champion"):
+        if uri == champion:
             return step, config
         return (lambda windows: torch.full((len(windows), 1), math.nan)), config
 
@@ -185,12 +186,12 @@ def test_non_finite_scores_never_win(store, tmp_path, params, monkeypatch):
 
 
 def test_a_champion_whose_score_is_not_finite_is_replaced(store, tmp_path, params, monkeypatch):
-    _pipeline(params, tmp_path, ["ridge"])
+    champion = f"models:/sinernn-clean/{_pipeline(params, tmp_path, ['ridge'])['challenger']['version']}"
     real_load = registry.load
 
     def champion_forecasts_inf(uri):  # the champion blows up on the new data
         step, config = real_load(uri)
-        if uri.endswith("@champion"):
+        if uri == champion:
             return (lambda windows: torch.full((len(windows), 1), math.inf)), config
         return step, config
 
@@ -277,11 +278,23 @@ def _plant(kind: str, marker: Path, tmp_path: Path):
                                        metadata={"format": serving.EXPORT_FORMAT, "window": 16})
 
 
+def test_the_planted_pickle_does_run_when_loaded_without_checks(store, tmp_path):
+    """The control for the test below: MLflow's own loader runs it (MLflow 3.17 allows pickles)."""
+    marker = tmp_path / "code-ran"
+    info = _plant("pickled pyfunc", marker, tmp_path)
+    with pytest.raises(Exception):  # what the pickle rebuilds is no model; the harm is done by then
+        mlflow.pyfunc.load_model(info.model_uri)
+    assert marker.exists()
+
+
 @pytest.mark.parametrize("planted", ["pickled pyfunc", "pickle-format pytorch", "pt2 carrying a pickle", "code folder"])
-def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path, params, raw_params, capsys, planted):
+def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path, params, raw_params, capsys, planted,
+                                                                  monkeypatch):
     _pipeline(params, tmp_path, ["ridge"])
     marker = tmp_path / "code-ran"
     info = _plant(planted, marker, tmp_path)
+    served = []
+    monkeypatch.setattr(os, "execvpe", lambda *args: served.append(args))  # sinernn serve must never get there
     client = MlflowClient(store)
     version = client.create_model_version("sinernn-clean", source=info.model_uri, model_id=info.model_id)
     client.set_registered_model_alias("sinernn-clean", "champion", version.version)
@@ -293,12 +306,28 @@ def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path
     refusal = capsys.readouterr().err
     assert "not a sinernn forecaster export" in refusal or "refused" in refusal
     # `sinernn serve` refuses it before MLflow (which would load it as it is) sees it.
-    assert main(["serve", "--params", str(path), "--dataset", "clean"]) == 2
+    assert main(["serve", "--params", str(path), "--dataset", "clean"]) == 2 and served == []
     # The register stage, which re-scores the champion, refuses it too, and keeps it.
     with pytest.raises(serving.UnsafeModel):
         _pipeline(params, tmp_path, ["persistence"], snapshot=1)
     assert client.get_model_version_by_alias("sinernn-clean", "champion").version == version.version
     assert not marker.exists()
+
+
+def test_serve_hands_mlflow_the_checked_copy_of_the_resolved_version(store, tmp_path, params, raw_params, monkeypatch):
+    record = _pipeline(params, tmp_path, ["ridge", "persistence"])
+    served = []
+    monkeypatch.setattr(os, "execvpe", lambda file, args, env: served.append((args, env)))
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    assert main(["serve", "--params", str(path), "--dataset", "clean", "--port", "5999"]) == 0
+    (args, env), = served
+    assert args[1:3] == ["models", "serve"] and args[args.index("--host") + 1] == "127.0.0.1"
+    copy = Path(args[args.index("-m") + 1])  # a local folder, not the alias: what was checked is served
+    assert copy.is_dir() and (copy / "data" / serving.EXPORT_FILE).is_file()
+    assert registry.check_export(copy, "copy")[1]["architecture"] == "ridge" == record["challenger"]["architecture"]
+    private = next(folder for folder in (copy, *copy.parents) if folder.name.startswith("sinernn-serve-"))
+    assert oct(private.stat().st_mode & 0o777) == "0o700"  # a fresh folder private to this user
+    assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
 
 
 def test_the_registry_needs_logged_models(raw_params):

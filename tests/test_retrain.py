@@ -68,3 +68,27 @@ def test_a_retrain_that_cannot_be_finished_is_abandoned_after_three_failures(int
     entry = retrain._finish_interrupted(dvc, interrupted, params)
     assert dvc.calls == [] and entry["outcome"] == "abandoned" and "dvc status" in entry["error"]
     assert not (interrupted / retrain.JOURNAL).exists()
+
+
+def _pipeline_journal(root, params_yaml):
+    journal = {"experiment": "retrain-2", "phase": "pipeline", "champions": {"clean": 1}, "params_yaml": params_yaml,
+               "entry": {"experiment": "retrain-2", "overrides": {"datasets.clean.snapshot": 1}}}
+    write_json(root / retrain.JOURNAL, journal)
+
+
+def test_a_retrain_killed_mid_pipeline_gets_its_params_put_back(tmp_path, params):
+    """`dvc exp run -S` writes the overrides into params.yaml while it sets the experiment up."""
+    before = "seed: 0\ndatasets:\n  clean: {source: sine, period: 37.7}\n"
+    _pipeline_journal(tmp_path, before)
+    (tmp_path / "params.yaml").write_text("seed: 0\ndatasets:\n  clean:\n    source: sine\n    period: 37.7\n    snapshot: 1\n")
+    entry = retrain._finish_interrupted(Dvc(), tmp_path, params)
+    assert entry["outcome"] == "interrupted" and "params.yaml put back" in entry["error"]
+    assert (tmp_path / "params.yaml").read_text() == before
+
+
+def test_params_edited_since_the_kill_are_left_alone(tmp_path, params):
+    _pipeline_journal(tmp_path, "seed: 0\ndatasets:\n  clean: {source: sine, period: 37.7}\n")
+    edited = "seed: 7\ndatasets:\n  clean: {source: sine, period: 37.7, snapshot: 1}\n"  # someone changed the seed
+    (tmp_path / "params.yaml").write_text(edited)
+    entry = retrain._finish_interrupted(Dvc(), tmp_path, params)
+    assert "left as it is" in entry["error"] and (tmp_path / "params.yaml").read_text() == edited
