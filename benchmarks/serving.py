@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -56,6 +58,7 @@ def main() -> int:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    copies = set(Path(tempfile.gettempdir()).glob("sinernn-serve-*"))
     started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "sinernn.cli", "serve", "--model", uri, "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -94,6 +97,8 @@ def main() -> int:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        for copy in set(Path(tempfile.gettempdir()).glob("sinernn-serve-*")) - copies:
+            shutil.rmtree(copy)  # the checked copy the server ran from
     return 0
 
 

@@ -193,13 +193,19 @@ def serve(uri: str, host: str, port: int) -> None:
     (this process becomes the server). Serving the copy, not the URI, means MLflow loads exactly
     what was checked, even if the alias moves meanwhile; MLflow alone would load whatever the
     registry holds, pickles and code folders included."""
+    import shutil
     import sys
 
     # A private folder (mkdtemp: mode 0700, a fresh name) that nobody else can change between the
     # check and the serving. It outlives this process, which becomes the server.
-    version, local = download(uri, Path(tempfile.mkdtemp(prefix="sinernn-serve-")))
-    path, metadata = check_export(local, uri)
-    serving.load_program(path)  # the archive is validated before anything serves it
+    private = Path(tempfile.mkdtemp(prefix="sinernn-serve-"))
+    try:
+        version, local = download(uri, private)
+        path, metadata = check_export(local, uri)
+        serving.load_program(path)  # the archive is validated before anything serves it
+    except BaseException:
+        shutil.rmtree(private, ignore_errors=True)  # a refused model leaves nothing behind
+        raise
     bin_dir = Path(sys.executable).parent
     print(f"serving {uri} = {version.name} version {version.version} ({version.tags.get('architecture')}, "
           f"window {metadata['window']}) on http://{host}:{port}/invocations", flush=True)

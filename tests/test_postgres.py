@@ -2,9 +2,11 @@
 throwaway server exercised for real with the local server out of reach."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -40,9 +42,9 @@ def _servers() -> set[str]:
 def test_the_distributed_tests_pass_on_a_throwaway_server_and_leave_none_behind(tmp_path):
     """The PostgreSQL tests as on a machine without a server: no SINERNN_TEST_POSTGRES, the local
     probe pointed at a closed port. They start their own server, pass, and stop and delete it.
-    (The inner run has a temporary folder of its own, so servers of other tests do not count.)"""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    (The inner run has a temporary folder of its own, so servers of other tests do not count; a
+    short one: the server's socket lives in it, and a socket path must stay under ~100 bytes.)"""
+    scratch = Path(tempfile.mkdtemp(prefix="sinernn-t-"))
     env = {k: v for k, v in os.environ.items() if k != "SINERNN_TEST_POSTGRES"}
     env.update(SINERNN_TEST_POSTGRES_LOCAL=CLOSED, TMPDIR=str(scratch),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
@@ -61,3 +63,4 @@ def test_the_distributed_tests_pass_on_a_throwaway_server_and_leave_none_behind(
     assert f"PostgreSQL for the distributed tests: {postgres.THROWAWAY}" in output  # what the fixture used
     assert not [line for line in _servers() if str(scratch) in line]  # stopped
     assert not list(scratch.glob("sinernn-pg-*"))  # and its cluster deleted
+    shutil.rmtree(scratch, ignore_errors=True)

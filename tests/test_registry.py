@@ -5,7 +5,9 @@ import io
 import math
 import os
 import pickle
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -306,7 +308,9 @@ def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path
     refusal = capsys.readouterr().err
     assert "not a sinernn forecaster export" in refusal or "refused" in refusal
     # `sinernn serve` refuses it before MLflow (which would load it as it is) sees it.
+    copies = set(Path(tempfile.gettempdir()).glob("sinernn-serve-*"))
     assert main(["serve", "--params", str(path), "--dataset", "clean"]) == 2 and served == []
+    assert set(Path(tempfile.gettempdir()).glob("sinernn-serve-*")) == copies  # its download removed
     # The register stage, which re-scores the champion, refuses it too, and keeps it.
     with pytest.raises(serving.UnsafeModel):
         _pipeline(params, tmp_path, ["persistence"], snapshot=1)
@@ -328,6 +332,7 @@ def test_serve_hands_mlflow_the_checked_copy_of_the_resolved_version(store, tmp_
     private = next(folder for folder in (copy, *copy.parents) if folder.name.startswith("sinernn-serve-"))
     assert oct(private.stat().st_mode & 0o777) == "0o700"  # a fresh folder private to this user
     assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    shutil.rmtree(private)  # the server would have kept it
 
 
 def test_the_registry_needs_logged_models(raw_params):

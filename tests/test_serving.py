@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +43,7 @@ def served_champion(tracked, tmp_path, params, raw_params, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     write_csv(tmp_path / "data/external/level.csv", level_sine(np.arange(1200)))
     _pipeline(params, tmp_path, ["ridge"], dataset="level", source=_csv_source(params, "level"))
+    copies = set(Path(tempfile.gettempdir()).glob("sinernn-serve-*"))
     port = _free_port()
     write_params(tmp_path / "params.yaml", raw_params)
     server = subprocess.Popen(  # the documented command: it checks the model, then runs mlflow models serve
@@ -64,6 +67,8 @@ def served_champion(tracked, tmp_path, params, raw_params, monkeypatch):
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+        for copy in set(Path(tempfile.gettempdir()).glob("sinernn-serve-*")) - copies:
+            shutil.rmtree(copy)  # the checked copy the server ran from
 
 
 def test_the_served_champion_answers_in_the_data_units(served_champion, tmp_path, capsys):
