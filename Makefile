@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench bench-tuning bench-serving ui dashboard retrain serve demo-distributed
+.PHONY: install run test test-fast faults bench bench-tuning bench-serving ui dashboard retrain serve demo-distributed
 
 install: $(STAMP)
 
@@ -34,6 +34,14 @@ test: install data/external/sample.csv
 
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not e2e"
+
+# The fault-injection suite alone (docs/faults.md): every scenario repeated FAULT_REPS times, its
+# table printed and written to benchmarks/results/faults.json. `make test` runs it once each.
+FAULT_REPS ?= 3
+faults: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" SINERNN_FAULT_REPS=$(FAULT_REPS) \
+	SINERNN_FAULTS_RESULTS=$(CURDIR)/benchmarks/results/faults.json \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m faults -p no:cacheprovider
 
 # Retraining by hand: next data snapshot, the whole pipeline, champion moved only if beaten.
 # make reports every non-zero exit as 2; the schedules in deploy/ and .github/workflows/ call

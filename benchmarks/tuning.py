@@ -35,7 +35,8 @@ from sinernn.config import parse_params  # noqa: E402
 
 def run(params, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
     optuna = tuning._quiet_optuna()
-    opened = tuning.open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry)
+    opened = tuning.open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry,
+                                 params.tune.sqlite_lock_wait)
     tuning.make_study(opened, name, params, params.seed)
     started = time.perf_counter()
     tuning.run_study(params, arch, npz, storage, name, parent_run_id=None, workers=workers)

@@ -88,12 +88,8 @@ def main() -> int:
                            env=machine_env, check=True, stdout=subprocess.DEVNULL)
             print("3. dataset clean generated")
 
-            # Create Optuna's tables once before the workers start: two processes opening an
-            # empty database at the same instant race on creating the schema (a known gap of the
-            # distributed mode; on real machines, start one worker first).
-            from sinernn.tuning import open_storage
-
-            open_storage(optuna_url, 10, 1)
+            # Both workers open the empty database at once: the loser of the race to create
+            # Optuna's tables retries (sinernn.tuning.open_storage).
             started = time.perf_counter()
             workers = [subprocess.Popen([str(bin_dir / "sinernn"), "tune", "--arch", args.arch,
                                          "--out", f"machine{i}.json"], cwd=project, env=machine_env,

@@ -3,7 +3,7 @@
 #   deploy/retrain.sh [sinernn retrain options]
 # Installs what is missing (make install), then runs `sinernn retrain` and exits with ITS code:
 #   0 a champion was promoted   1 every champion was kept   75 another retrain is running
-#   2 bad input   3 a model diverged   4 tracking store unreachable   70 unexpected error
+#   2 bad input   3 a model diverged   4 tracking store unreachable   74 disk full   70 unexpected error
 #   69 the install step failed
 # (`make retrain` runs the same thing for a person at a terminal, but GNU make turns every
 # non-zero exit into 2, so schedules call this script to keep the codes apart.)

@@ -23,11 +23,12 @@ tracking server) print one line and exit non-zero; nothing half-written is left 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
-from sinernn.config import load_params
-from sinernn.errors import EXIT_UNEXPECTED, SinernnError
+from sinernn.config import MAX_WORKERS, load_params
+from sinernn.errors import EXIT_NO_SPACE, EXIT_UNEXPECTED, SinernnError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--arch", required=True, help="a key of `architectures` in params.yaml")
     tune.add_argument("--data", type=Path, help="input .npz (default: data/processed/TUNE_DATASET.npz)")
     tune.add_argument("--out", type=Path, help="best values as JSON (default: tuned/ARCH.json)")
-    tune.add_argument("--workers", type=int, help="local worker processes on the study (default: tune.workers)")
+    tune.add_argument("--workers", type=int,
+                      help=f"local worker processes on the study, 1 to {MAX_WORKERS} (default: tune.workers)")
     tune.add_argument(
         "--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: "
         "$SINERNN_OPTUNA_STORAGE, then tune.storage, then sqlite:///optuna/studies.db)",
@@ -77,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(proxy)
     proxy.add_argument("--storage", required=True, help="the real storage, e.g. postgresql://user@host/db")
-    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; the "
+                       "proxy has no authentication and no TLS: reach it through an SSH tunnel, docs/deployment.md)")
     proxy.add_argument("--port", type=int, default=13000, help="default: %(default)s")
 
     diagnose = commands.add_parser(
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--all", action="store_true", help="the `diagnose` stage: examples and every measurement of the report")
     diagnose.add_argument("--arch", help="with --dataset: a key of `architectures`")
     diagnose.add_argument("--framing", choices=["window", "time_to_value", "naive"], help="with --dataset (default: train.framing)")
-    diagnose.add_argument("--epochs", type=int, help="training epochs (default: diagnose.published_epochs for --example, 20 otherwise)")
+    diagnose.add_argument("--epochs", type=int, help="training epochs, at least 1 (default: diagnose.published_epochs for --example, 20 otherwise)")
     diagnose.add_argument("--data-dir", type=Path, default=Path("data/processed"), help="default: %(default)s")
     diagnose.add_argument("--out", type=Path, default=Path("reports/diagnosis"), help="with --all (default: %(default)s)")
     diagnose.add_argument("--figures", type=Path, default=Path("reports/figures"), help="with --all (default: %(default)s)")
@@ -122,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="models:/sinernn-DATASET@champion, models:/sinernn-DATASET/VERSION, or a model.pt file")
     predict.add_argument("--input", default="-", help="CSV file, or - for standard input (default: -)")
     predict.add_argument("--column", default="value", help="the CSV column to read (default: %(default)s)")
-    predict.add_argument("--horizon", type=int, default=10, help="values to forecast (default: %(default)s)")
+    predict.add_argument("--horizon", type=int, default=10,
+                         help="values to forecast, at most the served model's limit (default: %(default)s)")
 
     serve = commands.add_parser(
         "serve", help="serve a registered forecaster over HTTP (mlflow models serve), after checking it",
@@ -176,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only (a name may resolve to
+    any interface, so only `localhost` counts)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_name(kind: str, name: str, known: dict) -> None:
     if name not in known:
         raise SinernnError(f"unknown {kind} {name!r}; params.yaml defines: {', '.join(sorted(known))}")
@@ -195,8 +212,8 @@ def run(argv: list[str]) -> int | None:
         jobs.generate_job(params, args.dataset, args.out or Path(f"data/processed/{args.dataset}.npz"))
     elif args.command == "tune":
         _check_name("architecture", args.arch, params.architectures)
-        if args.workers is not None and args.workers < 1:
-            raise SinernnError(f"--workers must be at least 1 (got {args.workers})")
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+            raise SinernnError(f"--workers must be between 1 and {MAX_WORKERS} (got {args.workers})")
         result = jobs.tune_job(
             params, args.arch,
             args.data or Path(f"data/processed/{params.tune.dataset}.npz"),
@@ -209,9 +226,16 @@ def run(argv: list[str]) -> int | None:
             print(f"{args.arch}: best val loss {result['best_value']:.3g} (trial {result['best_trial']}) "
                   f"with {result['arch'] | result['train']}")
     elif args.command == "storage-proxy":
-        from sinernn.tuning import serve_proxy
+        from sinernn.tracking import project_root
+        from sinernn.tuning import serve_proxy, storage_url
 
-        serve_proxy(args.storage, args.host, args.port, params.tune.heartbeat_interval, params.tune.max_retry)
+        if not _loopback(args.host):
+            print(f"sinernn: warning: the storage proxy has no authentication and no TLS: anyone who reaches "
+                  f"{args.host}:{args.port} can read and rewrite every study; bind 127.0.0.1 and use an SSH "
+                  "tunnel (docs/deployment.md)", file=sys.stderr)
+        url = storage_url(params, args.storage, project_root())  # checked like a worker's
+        tune = params.tune
+        serve_proxy(url, args.host, args.port, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     elif args.command == "diagnose":
         return _diagnose(args, params, jobs)
     elif args.command == "report":
@@ -274,9 +298,11 @@ def _predict(args, jobs) -> None:
     import io
 
     from sinernn.data import read_csv_column
+    from sinernn.serving import MAX_HORIZON
 
-    if args.horizon < 1:
-        raise SinernnError(f"--horizon must be at least 1 (got {args.horizon})")
+    # Checked before the model is fetched: serving would refuse it only after the download.
+    if not 1 <= args.horizon <= MAX_HORIZON:
+        raise SinernnError(f"--horizon must be between 1 and {MAX_HORIZON} (got {args.horizon})")
     if args.input == "-":  # stdin: the same parser and errors as a file
         import tempfile
 
@@ -303,6 +329,8 @@ def _predict(args, jobs) -> None:
 def _diagnose(args, params, jobs) -> int:
     from sinernn.diagnosis import describe
 
+    if args.epochs is not None and args.epochs < 1:  # 0 would otherwise mean "the default"
+        raise SinernnError(f"--epochs must be at least 1 (got {args.epochs})")
     if args.all:
         jobs.diagnose_job(params, args.data_dir, args.out, args.figures)
         print(f"wrote {args.out} and {args.figures}")
@@ -332,13 +360,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sinernn: interrupted; no outputs were written", file=sys.stderr)
         return 130
-    except Exception as exc:  # not a user error: a bug or the machine (a full disk); never "kept" (1)
-        import traceback
-
-        traceback.print_exc()
-        print(f"sinernn: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_UNEXPECTED
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return _unexpected(exc)
+        print(f"sinernn: error: no space left writing {exc.filename or 'an output'} ({exc.strerror}): "
+              "free some space and run it again; earlier outputs are unchanged", file=sys.stderr)
+        return EXIT_NO_SPACE
+    except Exception as exc:  # not a user error: a bug or the machine; never "kept" (1)
+        return _unexpected(exc)
     return 0
+
+
+def _unexpected(exc: BaseException) -> int:
+    import traceback
+
+    traceback.print_exception(exc)
+    print(f"sinernn: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

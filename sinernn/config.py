@@ -7,20 +7,46 @@ work starts, with one line naming the key and what is allowed.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal, Union
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sinernn.errors import SinernnError
 
 ROLLOUT_HORIZONS = (100, 1000)  # free-running steps scored by `evaluate` (issue 2)
+# The published examples' data, sin(linspace(0, 10, 1000)), split in time: train | val | test.
+PUBLISHED_SPLITS = (700, 150, 150)
+# Dataset and architecture names become file paths (data/processed/NAME.npz, models/DATASET/ARCH)
+# and MLflow filter strings (tags.dataset = 'NAME'): nothing there may need quoting or escaping.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_THREADS = 256
+MAX_WORKERS = 64
+
+
+class ParamsError(SinernnError):
+    """params.yaml is missing, unreadable or invalid."""
 
 
 class Strict(BaseModel):
     # forbid: a misspelt key is an error, not a silently ignored setting
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    section: ClassVar[str] = ""  # this model's key in params.yaml, to name it in errors
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy with `update` applied and validated again.
+
+        pydantic's own model_copy(update=...) skips validation, so an override such as
+        `--epochs -3` would reach the training loop unchecked; here it is one ParamsError.
+        """
+        if not update:
+            return super().model_copy(deep=deep)
+        try:
+            return type(self).model_validate({**self.model_dump(), **update})
+        except ValidationError as exc:
+            raise ParamsError(f"invalid override: {_describe(exc.errors()[0], prefix=self.section)}") from None
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -48,6 +74,19 @@ class SineSource(Strict):
     period_drift: Annotated[float, Field(gt=-1)] = 0.0
     phase_drift: float = 0.0
     noise_drift: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("period_drift")
+    @classmethod
+    def _period_stays_positive(cls, drift: float, info: ValidationInfo) -> float:
+        # A period of 0 divides by zero (NaN data, then a "diverged" training); below 0 the sine
+        # runs backwards. `sinernn retrain` moves to the next snapshot and validates again.
+        period, snapshot = info.data.get("period"), info.data.get("snapshot")
+        if period is not None and snapshot is not None and 1 + drift * snapshot <= 0:
+            raise ValueError(
+                f"{drift} makes the period of snapshot {snapshot} {period * (1 + drift * snapshot):g} samples; "
+                f"period x (1 + period_drift x snapshot) must stay above 0"
+            )
+        return drift
 
 
 class RandomFreqSource(Strict):
@@ -87,9 +126,18 @@ class CsvSource(Strict):
     def _fractions_leave_train(self) -> CsvSource:
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1 (train needs the rest)")
-        if not self.path.startswith("data/external/"):
-            raise ValueError(f"path must lie under data/external/ (got {self.path!r})")
         return self
+
+    @field_validator("path")
+    @classmethod
+    def _under_data_external(cls, path: str) -> str:
+        # Only the spelling is checked here; data.csv_source_path resolves symlinks against the
+        # project root when it opens the file.
+        if not path.startswith("data/external/"):
+            raise ValueError(f"must lie under data/external/ (got {path!r})")
+        if ".." in PurePosixPath(path).parts:
+            raise ValueError(f"must lie under data/external/ and so may not contain '..' (got {path!r})")
+        return path
 
 
 DatasetConfig = Annotated[
@@ -153,7 +201,10 @@ class TrainConfig(Strict):
     lr_schedule: Literal["cosine", "plateau", "none"] = "cosine"
     grad_clip: Annotated[float, Field(ge=0)] = 1.0  # max gradient norm; 0 turns clipping off
     patience: PositiveInt = 15  # epochs without validation improvement before stopping
-    threads: PositiveInt = 1  # torch threads; small recurrent nets run fastest on one
+    threads: Annotated[int, Field(gt=0, le=MAX_THREADS)] = Field(
+        default=1, description=f"torch threads, 1 to {MAX_THREADS}; small recurrent nets run fastest on one")
+
+    section: ClassVar[str] = "train"
 
 
 class RunConfig(Strict):
@@ -166,6 +217,8 @@ class RunConfig(Strict):
     datasets: list[str] = Field(min_length=1)  # generated and versioned
     train_datasets: list[str] = Field(min_length=1)  # trained and evaluated, x architectures
     architectures: list[str] = Field(min_length=1)
+
+    section: ClassVar[str] = "run"
 
 
 # ---- tuning ---------------------------------------------------------------------------------
@@ -220,25 +273,66 @@ class TuneConfig(Strict):
     max_epochs: PositiveInt | None = None  # per trial; null: train.max_epochs
     pruner: Literal["median", "hyperband", "none"] = "median"
     startup_trials: Annotated[int, Field(ge=0)] = 4  # random trials before TPE and pruning start
-    workers: PositiveInt = 1  # local worker processes; >1 trades exact reproducibility for speed
+    workers: Annotated[int, Field(gt=0, le=MAX_WORKERS)] = Field(
+        default=1, description=f"local worker processes, 1 to {MAX_WORKERS}; more than 1 trades exact "
+        "reproducibility for speed")
     storage: str | None = None  # null: sqlite optuna/studies.db; postgresql://...; grpc://host:port
-    heartbeat_interval: PositiveInt = 10  # seconds; a trial silent 2x this long is failed...
+    # seconds; a trial whose heartbeat is older than 2x this (plus sqlite_lock_wait on SQLite) is
+    # failed as dead...
+    heartbeat_interval: PositiveInt = 10
     max_retry: Annotated[int, Field(ge=0)] = 1  # ...and re-queued this many times
+    # seconds a SQLite writer waits for the lock before it fails ("database is locked")
+    sqlite_lock_wait: PositiveInt = 60
+    # seconds; a RUNNING trial with no heartbeat at all (killed before its first, or run through
+    # the gRPC proxy) is failed and re-queued once it has reported no epoch for this long
+    stall_timeout: PositiveInt = 600
     space: SearchSpace = SearchSpace()
     # Per-architecture changes to `space`, e.g. {deep_lstm: {num_layers: {low: 2, high: 3}}}, so
     # that tuning does not turn the stacked LSTM into the plain one.
     arch_space: dict[str, dict] = {}
+
+    section: ClassVar[str] = "tune"
 
     def space_for(self, arch_name: str) -> SearchSpace:
         return SearchSpace.model_validate({**self.space.model_dump(), **self.arch_space.get(arch_name, {})})
 
     @model_validator(mode="after")
     def _storage_kind(self) -> TuneConfig:
-        if self.storage is not None and not self.storage.startswith(("sqlite:///", "postgresql", "grpc://")):
-            raise ValueError(
-                f"storage must be null, sqlite:///PATH, postgresql://... or grpc://HOST:PORT (got {self.storage!r})"
-            )
+        if self.storage is not None:
+            check_storage_url(self.storage)
+            if storage_password(self.storage):
+                # params.yaml's tune section is a DVC param: it is copied into dvc.lock, and both go to git.
+                raise ValueError("storage must not hold a password (params are written to dvc.lock): "
+                                 "put it in ~/.pgpass or $PGPASSFILE, or set $SINERNN_OPTUNA_STORAGE")
         return self
+
+
+def check_storage_url(url: str) -> str:
+    """The Optuna storage URLs sinernn opens, wherever they come from (params, --storage, env)."""
+    if not url.startswith(("sqlite:///", "postgresql://", "postgresql+", "grpc://")):
+        raise ValueError(f"storage must be null, sqlite:///PATH, postgresql://... or grpc://HOST:PORT "
+                         f"(got {redact_url(url)!r})")
+    return url
+
+
+def storage_password(url: str) -> str | None:
+    """The password a database URL carries, in its user part or as ?password=."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query).get("password")
+    return parts.password or (query[0] if query else None)
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be printed or logged: any password replaced by ***, as written (percent-
+    encoded or not) in the user part and in every ?password= of the query."""
+    url = re.sub(r"(?<=[?&;]password=)[^&;#]*", "***", url)
+    scheme, separator, rest = url.partition("://")
+    credentials, at, _ = rest.split("/", 1)[0].rpartition("@")
+    if separator and at and ":" in credentials:
+        url = f"{scheme}://{credentials.partition(':')[0]}:***@{rest[len(credentials) + 1:]}"
+    return url
 
 
 # ---- diagnosis ------------------------------------------------------------------------------
@@ -268,6 +362,18 @@ class DiagnoseConfig(Strict):
     memory_windows: list[PositiveInt] = Field(default=[2, 8, 32], min_length=1)
     memory_epochs: PositiveInt = 30
 
+    section: ClassVar[str] = "diagnose"
+
+    @field_validator("corrected_window")
+    @classmethod
+    def _corrected_window_fits(cls, window: int) -> int:
+        if window >= min(PUBLISHED_SPLITS):
+            raise ValueError(
+                f"{window} must be below {min(PUBLISHED_SPLITS)}: the published data's train/val/test splits "
+                f"hold {'/'.join(map(str, PUBLISHED_SPLITS))} values, and each needs a window plus its target"
+            )
+        return window
+
 
 class RegistryConfig(Strict):
     """Stage `register`: every final model in the MLflow Model Registry, a champion per dataset."""
@@ -276,10 +382,14 @@ class RegistryConfig(Strict):
     metric: Literal["test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000"] = "test_mse"
     margin: Annotated[float, Field(ge=0, lt=1)] = 0.05  # a challenger must be this much better (relative)
 
+    section: ClassVar[str] = "registry"
+
 
 class MlflowConfig(Strict):
     experiment: str = Field(default="sinernn", min_length=1)
     log_models: bool = True
+
+    section: ClassVar[str] = "mlflow"
 
 
 class Params(Strict):
@@ -292,6 +402,17 @@ class Params(Strict):
     diagnose: DiagnoseConfig = DiagnoseConfig()
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
+
+    @field_validator("datasets", "architectures")
+    @classmethod
+    def _safe_names(cls, named: dict) -> dict:
+        for name in named:
+            if not NAME_PATTERN.fullmatch(name):
+                raise ValueError(
+                    f"name {name!r} must match ^{NAME_PATTERN.pattern}$ (lower-case letters, digits, _ and -): "
+                    f"it becomes part of file paths and MLflow filters"
+                )
+        return named
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -332,7 +453,7 @@ class Params(Strict):
             if name not in self.run.datasets:
                 raise ValueError(f"diagnose.{key} is {name!r}, which run.datasets does not generate; generated: {self.run.datasets}")
         if self.datasets[d.gradient_dataset].source != "sine":
-            raise ValueError(f"diagnose.gradient_dataset must be a sine source (its splits are lengthened for long windows)")
+            raise ValueError("diagnose.gradient_dataset must be a sine source (its splits are lengthened for long windows)")
         for key in ("extrapolation_arch", "memory_arch"):
             name = getattr(d, key)
             if name not in self.architectures or self.architectures[name].kind in BASELINE_KINDS:
@@ -344,11 +465,32 @@ class Params(Strict):
                     f"train.framing naive reproduces a broken recurrent setup and has no input window "
                     f"for the baselines {baselines}: remove them from run.architectures"
                 )
-        # The rollout is seeded with one window and scored over the longest horizon.
+        self._windows_fit_the_data()
+        return self
+
+    def _windows_fit_the_data(self) -> None:
+        """Every split must hold more values than the longest window framed on it (a window plus
+        its target), and every test split the rollout: one window, then the longest horizon.
+
+        Which windows: train.window and a tuning trial's tune.space.window.high on every dataset,
+        diagnose.memory_windows on diagnose.memory_dataset. diagnose.gradient_windows lengthen
+        their sine, and a CSV's length is only known when data.generate reads it.
+        """
         window_highs = [space.window.high for space in map(self.tune.space_for, self.architectures) if space.window]
-        longest_window = max([self.train.window, *window_highs])
-        needed = longest_window + max(ROLLOUT_HORIZONS)
+        longest = max([self.train.window, *window_highs])
+        pipeline = (longest, "train.window" if longest == self.train.window else "tune.space.window.high")
+        needed = longest + max(ROLLOUT_HORIZONS)
         for name, ds in self.datasets.items():
+            window, source = pipeline
+            if name == self.diagnose.memory_dataset and max(self.diagnose.memory_windows) > window:
+                window, source = max(self.diagnose.memory_windows), "diagnose.memory_windows"
+            lengths = {"sine": ("n_train", "n_val", "n_test"), "random_freq": ("train_length", "test_length")}
+            for key in lengths.get(ds.source, ()):
+                if getattr(ds, key) <= window:
+                    raise ValueError(
+                        f"datasets.{name}.{key} ({getattr(ds, key)}) must exceed the longest window "
+                        f"({window}, {source}) framed on it"
+                    )
             test_len = {"sine": "n_test", "random_freq": "test_length"}.get(ds.source)
             if test_len and getattr(ds, test_len) < needed:
                 raise ValueError(
@@ -356,16 +498,6 @@ class Params(Strict):
                     f"the longest window (train.window or tune.space.window.high) + {max(ROLLOUT_HORIZONS)} "
                     f"= {needed} test samples"
                 )
-            if ds.source == "random_freq" and ds.train_length <= longest_window:
-                raise ValueError(
-                    f"datasets.{name}.train_length ({ds.train_length}) must exceed "
-                    f"the longest window ({longest_window})"
-                )
-        return self
-
-
-class ParamsError(SinernnError):
-    """params.yaml is missing, unreadable or invalid."""
 
 
 _UNION_TAGS = {"sine", "random_freq", "csv", "rnn", "gru", "lstm", "transformer", *BASELINE_KINDS}

@@ -120,8 +120,27 @@ def read_csv_column(path: Path, column: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _csv_splits(cfg: CsvSource, project_root: Path, window: int) -> dict[str, Split]:
-    path = project_root / cfg.path
+def csv_source_path(name: str, cfg: CsvSource, project_root: Path) -> Path:
+    """The CSV file of dataset `name`, refused unless it really lies under data/external/.
+
+    The config already refuses a '..' in the path; a symlink (to the file or to a folder on the
+    way) is only seen here, by resolving it. A symlink into the project's DVC cache is what
+    `dvc config cache.type symlink` makes of a tracked file, so that is allowed too.
+    """
+    root = Path(project_root).resolve()
+    path = root / cfg.path
+    resolved = path.resolve()
+    allowed = [(root / "data" / "external").resolve(), (root / ".dvc" / "cache").resolve()]
+    if not any(resolved.is_relative_to(folder) for folder in allowed):
+        raise DataError(
+            f"datasets.{name}.path: {cfg.path} resolves to {resolved}, outside {allowed[0]}: "
+            f"a CSV source must be a file under data/external/, not a link to elsewhere"
+        )
+    return resolved  # what was checked is what is read, even if the link changes meanwhile
+
+
+def _csv_splits(name: str, cfg: CsvSource, project_root: Path, window: int) -> dict[str, Split]:
+    path = csv_source_path(name, cfg, project_root)
     values = read_csv_column(path, cfg.column)
     n_test = int(len(values) * cfg.test_fraction)
     n_val = int(len(values) * cfg.val_fraction)
@@ -151,13 +170,24 @@ def generate(
     elif isinstance(cfg, RandomFreqSource):
         splits = _random_freq_splits(cfg, rng)
     else:
-        splits = _csv_splits(cfg, project_root, window)
+        splits = _csv_splits(name, cfg, project_root, window)
     train = splits["train"].observed
     std = float(train.std())
     if std == 0.0:
         raise DataError(f"dataset {name!r}: the train split is constant, so it cannot be scaled")
     noise_std = None if isinstance(cfg, CsvSource) else cfg.noise_std + getattr(cfg, "noise_drift", 0.0) * snapshot
     return Dataset(name, splits, float(train.mean()), std, noise_std)
+
+
+def check_window(dataset: Dataset, window: int, key: str) -> None:
+    """Every split must hold more than `window` values: a window plus the value it predicts."""
+    for split, part in dataset.splits.items():
+        length = part.observed.shape[1]
+        if length <= window:
+            raise DataError(
+                f"{key}: window {window} needs more than {window} values per split, but dataset "
+                f"{dataset.name!r} has {length} in its {split} split"
+            )
 
 
 # ---- storage --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Errors that speak to the user: the CLI prints their message on one line and exits non-zero."""
 
-EXIT_UNEXPECTED = 70  # EX_SOFTWARE: any other exception (a bug, a full disk), never a known outcome
+EXIT_UNEXPECTED = 70  # EX_SOFTWARE: any other exception (a bug), never a known outcome
+EXIT_NO_SPACE = 74  # EX_IOERR: the disk (or a quota) is full; the outputs before it are unchanged
 
 
 class SinernnError(Exception):

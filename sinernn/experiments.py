@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sinernn.config import DiagnoseConfig, Params, RecurrentArch, TrainConfig
-from sinernn.data import Dataset, Split
+from sinernn.config import PUBLISHED_SPLITS, DiagnoseConfig, Params, RecurrentArch, TrainConfig
+from sinernn.data import Dataset, Split, check_window
 from sinernn.diagnosis import diagnose
 from sinernn.errors import TrainingDiverged
 from sinernn.framing import Framed, frame
@@ -46,10 +46,10 @@ def _published_as_dataset(window: int) -> Dataset:
     """The examples' own data, sin(linspace(0, 10, 1000)), split 70/15/15 in time."""
     x, y = published_data()
     time_, values = x.numpy().reshape(-1), y.numpy().reshape(-1).astype(np.float64)
-    cuts = [0, 700, 850, 1000]
+    cuts = np.cumsum([0, *PUBLISHED_SPLITS])  # [0, 700, 850, 1000]
     splits = {name: Split(values[None, a:b], values[None, a:b], time_[None, a:b].astype(np.float64))
               for name, a, b in zip(("train", "val", "test"), cuts, cuts[1:])}
-    return Dataset("published", splits, float(values[:700].mean()), float(values[:700].std()), 0.0)
+    return Dataset("published", splits, float(values[: cuts[1]].mean()), float(values[: cuts[1]].std()), 0.0)
 
 
 def corrected_examples(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
@@ -152,6 +152,8 @@ def memory(params: Params, dataset: Dataset) -> list[dict]:
 
     cfg = params.diagnose
     arch = params.architectures[cfg.memory_arch]
+    # Before any training: a CSV's length is only known now (params.yaml checks the synthetic ones).
+    check_window(dataset, max(cfg.memory_windows), "diagnose.memory_windows")
     results = []
     for window in cfg.memory_windows:
         config = params.train.model_copy(update={"window": window, "max_epochs": cfg.memory_epochs, "framing": "window"})

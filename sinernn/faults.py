@@ -3,8 +3,9 @@
     SINERNN_FAILPOINT=<name>    the point to die at; SINERNN_RETRAIN_PID, set by `sinernn retrain`
                                 for its children, is killed too, as a crash of the machine would.
 
-Points: pipeline, apply, registered, promoted, recorded (see sinernn/retrain.py). Unset, a point
-costs one dictionary lookup.
+Points: pipeline, apply, registered, promoted, recorded (see sinernn/retrain.py); file-written
+(before a file's rename), folder-written and folder-swapped (before and after a folder's swap; see
+sinernn/files.py). Unset, a point costs one dictionary lookup.
 """
 
 from __future__ import annotations

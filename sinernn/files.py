@@ -1,15 +1,30 @@
 """Atomic file writes: an output either appears complete or not at all.
 
-Every writer goes through `atomic_path`: the content is written to a temporary file beside the
-target and renamed over it only when the write succeeded, so a crash or an error never leaves a
-half-written output and never damages the previous one.
+Every writer goes through `atomic_path` (a file) or `staged_dir` (a folder): the content is
+written to a temporary beside the target, flushed to disk, and renamed over it only when the write
+succeeded, so a crash, a kill or a full disk never leaves a half-written output and never damages
+the previous one. A folder is swapped with one atomic exchange (renameat2 RENAME_EXCHANGE), so a
+kill at any moment leaves either the old folder or the new one. Where the file system cannot
+exchange, the old folder is first renamed aside (`...-previous`), and a kill before the new one is
+in place is undone by the next write of the same folder, which moves the old one back first.
+
+Temporaries are named `.<target>.sinernn-<host>-<pid>-<random>` (host: a short hash of the
+machine's name): .gitignore and .dvcignore skip them, and the next write of the same target
+removes those whose process on this machine is gone (a SIGKILL's leftovers). A write that fails
+because the disk is full raises OSError(ENOSPC) naming the output, whatever library wrote it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import io
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -18,21 +33,107 @@ from typing import Iterator
 
 import numpy as np
 
+from sinernn.faults import failpoint
+
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+LEFTOVER = re.compile(r"^\.(?P<target>.+)\.sinernn-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<tail>[^.]+)(\.tmp)?$")
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+NEARLY_FULL = 1 << 20  # bytes free under which a failed write is taken for a full disk
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}.sinernn-{HOST}-{os.getpid()}-"
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Delete the temporaries of `target` left by processes of this machine that no longer exist;
+    if `target` itself is missing because a folder swap was killed halfway, move it back first."""
+    removed = []
+    for path in sorted(target.parent.glob(f".{target.name}.sinernn-*")):
+        match = LEFTOVER.match(path.name)
+        if not match or match["target"] != target.name or match["host"] != HOST or _alive(int(match["pid"])):
+            continue  # another output's, another machine's (a shared folder), or a live writer's
+        if match["tail"] == "previous" and not target.exists():
+            os.replace(path, target)  # the old folder, renamed aside by a swap that was killed
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+@contextmanager
+def _full_disk_named(target: Path) -> Iterator[None]:
+    """A write of `target` that fails on a full disk raises OSError(ENOSPC/EFBIG, ..., target)."""
+    try:
+        yield
+    except Exception as exc:
+        full = _no_space(exc, target)
+        if full is None:
+            raise
+        raise full from exc
+
+
+def _no_space(exc: BaseException, target: Path) -> OSError | None:
+    """The error to raise for a write of `target` that failed on a full disk, else None. torch,
+    zipfile and numpy report it in their own ways (torch.save: a RuntimeError), so a failure with
+    almost no space left counts too."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
+    if isinstance(exc, Exception):
+        try:
+            stats = os.statvfs(target.parent)
+        except OSError:
+            return None
+        if stats.f_bavail * stats.f_frsize < NEARLY_FULL:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (a rename is durable only once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _public(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private temporaries (0600/0700); outputs get the umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_leftovers(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp creates the file private (0600); outputs get the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
+        with _full_disk_named(target):
+            yield tmp
+            _public(tmp, 0o666)
+            _fsync(tmp)
+            failpoint("file-written")
+            os.replace(tmp, target)
+            _fsync(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -75,19 +176,50 @@ def write_csv(target: str | Path, rows: list[dict]) -> None:
 @contextmanager
 def staged_dir(target: str | Path) -> Iterator[Path]:
     """A folder filled in a staging copy beside `target`, swapped in whole only on success."""
-    import shutil
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_leftovers(target)
+    staging = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), dir=target.parent))
+    aside = target.parent / f"{_temporary_prefix(target)}previous"
     try:
-        yield staging
-        staging.chmod(0o755)  # mkdtemp makes it private
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        with _full_disk_named(target):
+            yield staging
+            _public(staging, 0o777)
+            for folder, _, names in os.walk(staging):
+                for name in names:
+                    _fsync(Path(folder) / name)
+                _fsync(Path(folder))
+            failpoint("folder-written")
+            if target.exists() and _exchange(staging, target):
+                failpoint("folder-swapped")  # target is new; staging holds the old folder, removed below
+            else:
+                if target.exists():  # no atomic exchange here: the old folder is renamed aside first
+                    os.replace(target, aside)
+                    failpoint("folder-swapped")  # no target now: the next write moves `aside` back
+                os.replace(staging, target)
+            _fsync(target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if target.exists():  # else `aside` is the only copy left: the next write moves it back
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step; False where the system cannot (not Linux, old kernel,
+    a file system without RENAME_EXCHANGE)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def replace_dir(target: str | Path, files: dict[str, list[dict]]) -> None:

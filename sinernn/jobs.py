@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from sinernn import data
-from sinernn.config import BASELINE_KINDS, Params
+from sinernn.config import Params
 from sinernn.errors import DataError
 from sinernn.files import replace_dir, staged_dir, write_csv, write_json
 from sinernn.files import write_text as write_text_file
@@ -123,7 +123,7 @@ def tune_job(
     _, manifest = data.load(data_path)  # a missing or corrupt file stops here, before any trial
     url = tuning.storage_url(params, storage, project_root())
     name = tuning.study_name(params, arch_name, manifest["sha256"])
-    opened = tuning.open_storage(url, params.tune.heartbeat_interval, params.tune.max_retry)
+    opened = tuning.open_storage(url, params.tune.heartbeat_interval, params.tune.max_retry, params.tune.sqlite_lock_wait)
     study, created = tuning.open_study(opened, name, params)
     # A resumed study, or one another machine created: log under its existing MLflow run.
     # (A study with no trials yet was created by another coordinator an instant ago: give it time

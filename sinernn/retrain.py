@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from sinernn.config import CsvSource, Params, load_params
-from sinernn.errors import EXIT_UNEXPECTED, SinernnError, TrackingError
+from sinernn.errors import EXIT_NO_SPACE, EXIT_UNEXPECTED, SinernnError, TrackingError
 from sinernn.files import write_json, write_text
 from sinernn.faults import failpoint
 
 LOCK_FILE = ".sinernn-retrain.lock"
-MEANINGFUL_CODES = {2, 3, 4, EXIT_UNEXPECTED}  # a failing stage's codes that pass through as they are
+MEANINGFUL_CODES = {2, 3, 4, EXIT_NO_SPACE, EXIT_UNEXPECTED}  # a failing stage's codes that pass through as they are
 FINAL_OUTCOMES = {"promoted", "kept", "interrupted", "abandoned"}  # a history entry that closes a journal
 MAX_FAILURES = 3  # of an interrupted retrain's completion, before it is abandoned
 JOURNAL = ".sinernn-retrain.json"  # phase of the retrain in progress; gone when it has finished
@@ -128,6 +128,8 @@ def _failure(result: subprocess.CompletedProcess, what: str) -> RetrainFailed:
     messages = re.findall(r"sinernn: (?:unexpected )?error: (.+)", output) or re.findall(r"ERROR: (.+)", output)
     codes = re.findall(r"exited with (-?\d+)", output)
     message = messages[-1] if "sinernn: " in output and messages else f"dvc {what}: {(messages or ['failed'])[0]}"
+    if "RWLock-file" in message:  # DVC names the file but not the way out
+        message += "; if no dvc process is running, remove .dvc/tmp/rwlock (rm .dvc/tmp/rwlock) and run it again"
     failure = RetrainFailed(message)
     code = int(codes[-1]) if codes else EXIT_UNEXPECTED
     failure.exit_code = code if code in MEANINGFUL_CODES else EXIT_UNEXPECTED

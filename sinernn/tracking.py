@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sinernn.config import redact_url
 from sinernn.errors import TrackingError
 
 # Fail in seconds, not minutes, when a tracking server is unreachable (MLflow's own defaults retry
@@ -156,6 +157,17 @@ def _experiment_id(client, name: str, root: Path, embedded: bool) -> str:
         return experiment.experiment_id
 
 
+def _recovery(uri: str, exc: Exception) -> str:
+    """What to do about a store that cannot be used: a corrupt SQLite file is not a server that is
+    down, and retrying cannot fix it."""
+    text = str(exc)
+    if uri.startswith("sqlite:///") and ("malformed" in text or "not a database" in text):
+        path = uri.removeprefix("sqlite:///")
+        return (f"{path} is corrupt: restore it from a backup, or move it aside "
+                f"(mv {path} {path}.corrupt) and re-run to start an empty store")
+    return "check MLFLOW_TRACKING_URI or that the server is running"
+
+
 @contextmanager
 def stage_run(
     experiment: str,
@@ -193,9 +205,10 @@ def stage_run(
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
     except Exception as exc:
+        reason = " ".join(str(exc).split())[:200].replace(uri, redact_url(uri))
         raise TrackingError(
-            f"cannot use the MLflow tracking store {uri} ({type(exc).__name__}: {str(exc)[:200]}); "
-            "check MLFLOW_TRACKING_URI or that the server is running"
+            f"cannot use the MLflow tracking store {redact_url(uri)} ({type(exc).__name__}: {reason}); "
+            + _recovery(uri, exc)
         ) from None
     stage = StageRun(client, run_id)
     try:

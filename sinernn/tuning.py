@@ -10,10 +10,17 @@ optuna/ at the project root, which several local processes can share; PostgreSQL
 machines. The study name holds a hash of everything a trial's outcome depends on, so re-running
 an interrupted stage resumes its study, and a changed search space starts a new one.
 
-Exactly n_trials: every worker stops once the study's finished + running + waiting trials reach
-n_trials, and a trial that finds n_trials trials before it (two workers asked at the same moment)
-ends at once as FAIL with user attr `fail_reason` = "surplus", having trained nothing. Trials that
-diverge (NaN/inf) end FAIL with their reason and do not count: the study goes on.
+Exactly n_trials: a worker starts a trial while the study holds a WAITING one (a dead worker's
+trial, re-queued) or fewer than n_trials finished + running + waiting ones; a trial that finds
+n_trials trials before it (two workers asked at the same moment) ends at once as FAIL with user
+attr `fail_reason` = "surplus", having trained nothing. Trials that diverge (NaN/inf) end FAIL with
+their reason and do not count: the study goes on.
+
+Never stalls: a dead worker's trial is failed once its heartbeat is older than the grace period
+(2 x heartbeat_interval, plus tune.sqlite_lock_wait on SQLite: a live writer blocked on the lock
+must not look dead) and re-queued; a RUNNING trial with no heartbeat at all (killed before its first
+one, or run through the gRPC proxy, which sends none) is failed and re-queued once the waiting
+coordinator has seen it report no epoch for tune.stall_timeout seconds.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sinernn.config import BASELINE_KINDS, ArchConfig, Params, SearchSpace, TrainConfig
+from sinernn.config import (
+    BASELINE_KINDS, ArchConfig, Params, SearchSpace, TrainConfig, check_storage_url, redact_url, storage_password,
+)
 from sinernn.errors import SinernnError, TrainingDiverged
 
 FINISHED = ("COMPLETE", "PRUNED")  # trial states that use up the budget for good
@@ -91,9 +100,21 @@ def tunable(arch: ArchConfig) -> bool:
 
 
 def storage_url(params: Params, cli_storage: str | None, root: Path) -> str:
-    """--storage, then $SINERNN_OPTUNA_STORAGE, then tune.storage, then SQLite under the project."""
+    """--storage, then $SINERNN_OPTUNA_STORAGE, then tune.storage, then SQLite under the project.
+
+    A relative SQLite path is taken from the project root (DVC_ROOT), not the working folder:
+    `dvc exp run --temp` runs stages in a copy that is deleted afterwards, study included."""
     url = cli_storage or os.environ.get(STORAGE_ENV) or params.tune.storage
-    return url or f"sqlite:///{root / 'optuna' / 'studies.db'}"
+    if not url:
+        return f"sqlite:///{root / 'optuna' / 'studies.db'}"
+    where = "--storage" if cli_storage else f"${STORAGE_ENV}" if os.environ.get(STORAGE_ENV) else "tune.storage"
+    try:
+        check_storage_url(url)
+    except ValueError as exc:
+        raise TuneError(f"{where}: {exc}") from None
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_absolute():
+        url = f"sqlite:///{root / url.removeprefix('sqlite:///')}"
+    return url
 
 
 def _quiet_optuna():
@@ -108,7 +129,8 @@ def _quiet_optuna():
     return optuna
 
 
-def open_storage(url: str, heartbeat_interval: int, max_retry: int):
+def open_storage(url: str, heartbeat_interval: int, max_retry: int, lock_wait: int = 60):
+    """The study storage behind `url`. lock_wait: seconds a SQLite writer waits for the lock."""
     optuna = _quiet_optuna()
     if url.startswith("grpc://"):
         # Optuna's gRPC proxy (`sinernn storage-proxy`): many workers, few database connections.
@@ -122,38 +144,71 @@ def open_storage(url: str, heartbeat_interval: int, max_retry: int):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         # WAL lets readers and one writer work at once; it is a property of the file, set once.
-        with sqlite3.connect(path) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for a lock instead of failing
+        try:
+            with sqlite3.connect(path, timeout=lock_wait) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA schema_version").fetchone()  # reads the header: corrupt?
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                files = f"{path} {path}-wal {path}-shm"  # the journal belongs to the database
+                raise TuneError(f"{path} is corrupt ({exc}): restore it from a backup, or move it aside "
+                                f"(mkdir -p {path}.corrupt && mv {files} {path}.corrupt/) and re-run to start "
+                                "the studies afresh") from None
+            raise TuneError(f"cannot open the Optuna storage {path} ({exc})") from None
+        engine_kwargs = {"connect_args": {"timeout": lock_wait}}  # wait for a lock instead of failing
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=2 * heartbeat_interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
-    except Exception as exc:
-        raise TuneError(f"cannot open the Optuna storage {_redact(url)} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period(url, heartbeat_interval, lock_wait),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            )
+        except Exception as exc:
+            # Two processes opening an empty database at the same instant both create Optuna's
+            # tables; the loser's INSERT of the schema version fails. The tables exist by then.
+            if _lost_schema_race(exc) and attempt + 1 < SCHEMA_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise TuneError(f"cannot open the Optuna storage {_redact(url)} ({_redact_in(reason, url)})") from None
 
 
-def serve_proxy(url: str, host: str, port: int, heartbeat_interval: int, max_retry: int) -> None:
+SCHEMA_ATTEMPTS = 5
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    text = str(exc)
+    return any(sign in text for sign in ("UNIQUE constraint failed", "duplicate key value", "already exists"))
+
+
+def grace_period(url: str, heartbeat_interval: int, lock_wait: int) -> int:
+    """How old a heartbeat may get before its trial counts as dead. A live worker's heartbeat
+    write can wait `lock_wait` seconds for the SQLite lock, so on SQLite the grace covers that."""
+    return 2 * heartbeat_interval + (lock_wait if url.startswith("sqlite:") else 0)
+
+
+def serve_proxy(url: str, host: str, port: int, heartbeat_interval: int, max_retry: int, lock_wait: int) -> None:
     """Run Optuna's gRPC storage proxy in front of `url` until interrupted."""
     optuna = _quiet_optuna()
-    storage = open_storage(url, heartbeat_interval, max_retry)
+    storage = open_storage(url, heartbeat_interval, max_retry, lock_wait)
     print(f"Optuna storage proxy for {_redact(url)} on grpc://{host}:{port} (Ctrl-C stops it)", flush=True)
     optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
 
 
 def _redact(url: str) -> str:
-    """A storage URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if ":" in credentials else url
-    return url
+    """A storage URL without its password, for messages and logged params."""
+    return redact_url(url)
+
+
+def _redact_in(text: str, url: str) -> str:
+    """An error text that may quote the URL (or its password) made safe to print."""
+    text = text.replace(url, redact_url(url))
+    password = storage_password(url)
+    return text.replace(password, "***") if password else text
 
 
 def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
@@ -161,7 +216,9 @@ def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
     # Not in the hash: how the search is run (workers, storage, ...), and n_trials, so raising it
     # continues the same study.
     tune = params.tune.model_dump(exclude={
-        "enabled", "workers", "storage", "timeout", "heartbeat_interval", "max_retry", "n_trials", "space", "arch_space",
+        "enabled", "workers", "storage", "timeout", "heartbeat_interval", "max_retry", "stall_timeout",
+        "sqlite_lock_wait", "n_trials",
+        "space", "arch_space",
     })
     tune["space"] = params.tune.space_for(arch_name).model_dump()  # this architecture's space only
     key = {
@@ -223,6 +280,13 @@ def budget_used(study) -> int:
     return sum(counts[state] for state in FINISHED + IN_FLIGHT)
 
 
+def work_left(study, n_trials: int) -> bool:
+    """Whether a worker has a trial to run: a re-queued (WAITING) one, which `ask` hands out
+    first, or a free place in the budget."""
+    counts = count_states(study)
+    return counts["WAITING"] > 0 or budget_used(study) < n_trials
+
+
 # ---- the objective ---------------------------------------------------------------------------
 
 
@@ -234,6 +298,7 @@ class Objective:
     arch_name: str
     dataset: Any  # sinernn.data.Dataset
     parent_run_id: str | None  # the study's MLflow run; None: do not log to MLflow
+    taken_over: set[int] = dataclasses.field(default_factory=set)  # trials re-queued under our feet
 
     def __call__(self, trial) -> float:
         import optuna
@@ -257,7 +322,12 @@ class Objective:
         def report(stats) -> None:
             nonlocal epochs
             epochs = stats.epoch
-            trial.report(stats.val_loss, stats.epoch)
+            try:
+                trial.report(stats.val_loss, stats.epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # A coordinator judged this trial stalled (tune.stall_timeout) and re-queued it.
+                self.taken_over.add(trial.number)
+                raise TrialTakenOver(f"trial {trial.number} was failed as stalled and re-queued") from None
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}: val loss {stats.val_loss:.3g}")
 
@@ -305,9 +375,13 @@ class SurplusTrial(Exception):
     """Raised by a trial created after the study already held n_trials trials."""
 
 
+class TrialTakenOver(Exception):
+    """Raised by a live trial that a coordinator failed as stalled and re-queued meanwhile."""
+
+
 def _stop_when_full(n_trials: int):
     def callback(study, trial) -> None:
-        if budget_used(study) >= n_trials:
+        if not work_left(study, n_trials):
             study.stop()
 
     return callback
@@ -338,23 +412,27 @@ def run_worker(spec: WorkerSpec) -> None:
     optuna = _quiet_optuna()
     torch.set_num_threads(spec.threads)
     tune = spec.params.tune
-    storage = open_storage(spec.storage, tune.heartbeat_interval, tune.max_retry)
+    storage = open_storage(spec.storage, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     dataset, _ = data.load(Path(spec.data_path))
     probe = optuna.load_study(study_name=spec.study, storage=storage)
     optuna.storages.fail_stale_trials(probe)  # a killed worker's trials: failed and re-queued
     # Different seeds per worker and per resume, or a resumed study would redraw its first points.
     study = make_study(storage, spec.study, spec.params, spec.params.seed + 7919 * spec.index + len(probe.trials))
-    if budget_used(study) >= tune.n_trials:
-        return
-    timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
-    if timeout == 0.0:
-        return
-    study.optimize(
-        Objective(spec.params, spec.arch_name, dataset, spec.parent_run_id),
-        timeout=timeout,
-        catch=(TrainingDiverged, SurplusTrial),
-        callbacks=[_stop_when_full(tune.n_trials)],
-    )
+    objective = Objective(spec.params, spec.arch_name, dataset, spec.parent_run_id)
+    while work_left(study, tune.n_trials):
+        timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
+        if timeout == 0.0:
+            return
+        try:
+            study.optimize(objective, timeout=timeout, catch=(TrainingDiverged, SurplusTrial, TrialTakenOver),
+                           callbacks=[_stop_when_full(tune.n_trials)])
+            return
+        except ValueError:
+            # Optuna cannot record the end of a trial that was failed under it ("Cannot tell a
+            # FAIL trial"): its re-queued copy runs instead, and this worker goes on.
+            if not objective.taken_over:
+                raise
+            objective.taken_over.clear()
 
 
 def _spawn_workers(specs: list[WorkerSpec]) -> None:
@@ -383,23 +461,30 @@ def run_study(
     """Run workers until the study holds n_trials finished trials (or the timeout passes).
 
     Loops because trials can leave the budget after the workers stopped: a killed worker's RUNNING
-    trial fails once its heartbeat is stale and is re-queued; a diverged trial frees its slot.
+    trial fails once its heartbeat is stale (or, with no heartbeat, once it stalls) and is
+    re-queued; a diverged trial frees its slot. Every pass either finishes trials or waits.
     """
     import optuna
 
     tune = params.tune
     deadline = time.time() + tune.timeout if tune.timeout else None
     threads = max(1, min(params.train.threads, (os.cpu_count() or 1) // workers))
-    opened = open_storage(storage, tune.heartbeat_interval, tune.max_retry)
+    opened = open_storage(storage, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
+    stalls = StallWatch(opened, tune.stall_timeout, tune.max_retry)
+    first_pass = True
     while True:
         specs = [WorkerSpec(params, arch_name, str(data_path), storage, study, parent_run_id,
                             worker_offset + i, threads, deadline) for i in range(workers)]
-        if workers == 1:
-            run_worker(specs[0])  # in this process: deterministic, and errors surface directly
-        else:
-            _spawn_workers(specs)
+        # (while only waiting for RUNNING trials, no worker is started just to find nothing to do)
+        if first_pass or work_left(optuna.load_study(study_name=study, storage=opened), tune.n_trials):
+            if workers == 1:
+                run_worker(specs[0])  # in this process: deterministic, and errors surface directly
+            else:
+                _spawn_workers(specs)
+        first_pass = False
         loaded = optuna.load_study(study_name=study, storage=opened)
         optuna.storages.fail_stale_trials(loaded)
+        stalls.check(loaded)
         counts = count_states(loaded)
         finished = counts["COMPLETE"] + counts["PRUNED"]
         if finished >= tune.n_trials or (deadline and time.time() >= deadline):
@@ -407,10 +492,64 @@ def run_study(
         if counts["FAIL"] >= max(tune.n_trials, 3) and counts["COMPLETE"] == 0:
             raise TuneError(f"study {study}: {counts['FAIL']} trials failed and none completed; "
                             "see their fail_reason (e.g. lower tune.space.lr.high)")
-        if counts["RUNNING"]:
-            if not isinstance(opened, optuna.storages.RDBStorage):
-                return  # no heartbeats through the gRPC proxy: a RUNNING trial may be dead forever
-            time.sleep(min(tune.heartbeat_interval, 5))  # another machine's, or a dead worker's not yet stale
+        if not work_left(loaded, tune.n_trials):
+            # Only RUNNING trials hold the rest of the budget: another machine's, or a dead
+            # worker's whose heartbeat is not stale yet or who never sent one.
+            time.sleep(min(tune.heartbeat_interval, 5))
+
+
+class StallWatch:
+    """Fails and re-queues RUNNING trials that have no heartbeat and report no epoch for
+    `limit` seconds: Optuna's own stale check skips a trial that never sent a heartbeat."""
+
+    def __init__(self, storage, limit: float, max_retry: int):
+        self.storage, self.limit, self.max_retry = storage, limit, max_retry
+        self.seen: dict[int, tuple[int, float]] = {}  # trial id -> (epochs reported, since when)
+
+    def check(self, study) -> list[int]:
+        import optuna
+
+        now = time.monotonic()
+        with_heartbeat = self._trials_with_heartbeat(study)
+        running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"
+                   and t._trial_id not in with_heartbeat]
+        failed = []
+        for trial in running:
+            progress = len(trial.intermediate_values)
+            before = self.seen.get(trial._trial_id)
+            if before is None or before[0] != progress:
+                self.seen[trial._trial_id] = (progress, now)
+                continue
+            if now - before[1] < self.limit:
+                continue
+            reason = f"stalled: no heartbeat and no epoch reported for {self.limit:g} s (tune.stall_timeout)"
+            try:
+                # The reason goes on first (a finished trial takes no attributes); the retry below
+                # copies the user attrs, so its copy is cleared.
+                self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+                if not self.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it finished, or another coordinator failed it, meanwhile
+            failed.append(trial.number)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+            retry(study, self.storage.get_trial(trial._trial_id))
+            for queued in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+                if queued.system_attrs.get("failed_trial") is not None and queued.user_attrs.get("fail_reason") == reason:
+                    self.storage.set_trial_user_attr(queued._trial_id, "fail_reason", "")
+        return failed
+
+    def _trials_with_heartbeat(self, study) -> set[int]:
+        import optuna
+        import sqlalchemy
+
+        if not isinstance(self.storage, optuna.storages.RDBStorage):
+            return set()  # through the gRPC proxy no trial has one
+        with self.storage.engine.connect() as connection:
+            rows = connection.execute(sqlalchemy.text(
+                "SELECT h.trial_id FROM trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id "
+                "WHERE t.study_id = :study"), {"study": study._study_id})
+            return {row[0] for row in rows}
 
 
 # ---- what a finished study leaves behind -----------------------------------------------------

@@ -63,3 +63,95 @@ def test_missing_and_malformed_params_files(tmp_path):
     (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "broken.yaml")
+
+
+# ---- params that validated but crashed later (issue 9) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        # train.window is 16 in the tiny params: a split of 16 values holds no (window, next) pair
+        (lambda p: p["datasets"]["clean"].update(n_train=16), "datasets.clean.n_train (16) must exceed the longest window"),
+        (lambda p: p["datasets"]["noisy"].update(n_val=10), "datasets.noisy.n_val (10) must exceed the longest window"),
+        # a tuning trial may draw any window up to tune.space.window.high
+        (lambda p: p["tune"]["space"].update(window={"low": 8, "high": 120}), "datasets.clean.n_val (100) must exceed"),
+        # the memory measurement frames diagnose.memory_dataset with each of these windows
+        (lambda p: p["diagnose"].update(memory_windows=[2, 100]), "datasets.noisy.n_val (100) must exceed the longest window (100, diagnose.memory_windows)"),
+        # the corrected examples frame the published data, whose val and test splits hold 150 values
+        (lambda p: p["diagnose"].update(corrected_window=150), "diagnose.corrected_window"),
+    ],
+    ids=["n_train", "n_val", "tune-window", "memory-window", "corrected-window"],
+)
+def test_a_window_as_long_as_its_data_is_rejected(raw_params, mutate, expected):
+    mutate(raw_params)
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw_params)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("snapshot, drift", [(2, -0.5), (3, -0.5), (10, -0.2)])
+def test_a_period_drifting_to_zero_or_below_is_rejected(raw_params, snapshot, drift):
+    # snapshot N uses period x (1 + period_drift x N): zero divides by zero, below zero runs the sine backwards
+    raw_params["datasets"]["clean"].update(snapshot=snapshot, period_drift=drift)
+    with pytest.raises(ParamsError, match=r"datasets\.clean\.period_drift: .* snapshot"):
+        parse_params(raw_params)
+    raw_params["datasets"]["clean"].update(snapshot=1)  # one step of the same drift is fine
+    parse_params(raw_params)
+
+
+@pytest.mark.parametrize("section, key, most", [("train", "threads", 256), ("tune", "workers", 64)])
+def test_thread_and_worker_counts_are_bounded(raw_params, section, key, most):
+    raw_params[section][key] = most
+    parse_params(raw_params)
+    raw_params[section][key] = most + 1
+    with pytest.raises(ParamsError, match=rf"{section}\.{key}: Input should be less than or equal to {most}"):
+        parse_params(raw_params)
+
+
+@pytest.mark.parametrize("section", ["datasets", "architectures"])
+@pytest.mark.parametrize("name", ["../evil", "Clean", "a b", "x' OR '1'='1", "_hidden", "a" * 65, ""])
+def test_names_that_become_paths_and_filters_are_restricted(raw_params, section, name):
+    raw_params[section][name] = dict(raw_params[section]["clean" if section == "datasets" else "rnn"])
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw_params)
+    assert f"{section}: name {name!r} must match" in str(error.value)
+
+
+@pytest.mark.parametrize("path", ["data/external/../../secret.csv", "data/external/sub/../../../x.csv", "data/external/.."])
+def test_a_csv_path_climbing_out_of_data_external_is_rejected(raw_params, path):
+    raw_params["datasets"]["sample_csv"]["path"] = path
+    with pytest.raises(ParamsError, match=r"datasets\.sample_csv\.path: .*'\.\.'"):
+        parse_params(raw_params)
+
+
+def test_an_override_is_validated_again(params):
+    # pydantic's model_copy(update=...) skips validation; the CLI's overrides go through it
+    with pytest.raises(ParamsError, match=r"train\.max_epochs: Input should be greater than 0"):
+        params.train.model_copy(update={"max_epochs": -3})
+    with pytest.raises(ParamsError, match="unknown dataset 'stocks'"):
+        params.model_copy(update={"run": params.run.model_copy(update={"datasets": ["clean", "stocks"]})})
+    assert params.train.model_copy(update={"max_epochs": 2}).max_epochs == 2
+    assert params.train.model_copy() == params.train
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["diagnose", "--dataset", "clean", "--arch", "lstm", "--epochs", "-3"], "--epochs must be at least 1 (got -3)"),
+        (["diagnose", "--example", "1", "--epochs", "0"], "--epochs must be at least 1 (got 0)"),
+        (["tune", "--arch", "lstm", "--workers", "65"], "--workers must be between 1 and 64 (got 65)"),
+        (["tune", "--arch", "lstm", "--workers", "0"], "--workers must be between 1 and 64 (got 0)"),
+        (["predict", "--model", "absent.pt", "--input", "absent.csv", "--horizon", "10001"],
+         "--horizon must be between 1 and 10000 (got 10001)"),
+    ],
+)
+def test_cli_refuses_out_of_range_options_in_one_line(tmp_path, monkeypatch, raw_params, capsys, argv, expected):
+    from sinernn.cli import main
+
+    monkeypatch.chdir(tmp_path)  # nothing to read: the option is refused before any work
+    path = write_params(tmp_path / "params.yaml", raw_params)
+    assert main([*argv, "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sinernn: error: {expected}\n"

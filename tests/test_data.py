@@ -143,3 +143,53 @@ def test_a_new_snapshot_continues_the_sine_later_with_its_drift(params):
     assert later.noise_std == pytest.approx(source.noise_std + 0.1)
     expected = np.sin(2 * np.pi * later.splits["test"].time / source.period)
     assert np.allclose(later.splits["test"].clean, expected)
+
+
+def test_a_csv_symlinked_out_of_data_external_is_refused(tmp_path):
+    (tmp_path / "secret.csv").write_text("value\n" + "".join(f"{math.sin(i / 5)}\n" for i in range(400)))
+    cfg = _csv(tmp_path, "value\n1\n")
+    (tmp_path / "data/external/series.csv").unlink()
+    (tmp_path / "data/external/series.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(DataError) as error:
+        data.generate("mine", cfg, 0, window=16, project_root=tmp_path)
+    message = str(error.value)
+    assert "datasets.mine.path" in message and "outside" in message and "secret.csv" in message
+    # a symlinked folder is the same way out
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "secret.csv").rename(tmp_path / "elsewhere/series.csv")
+    (tmp_path / "data/external/series.csv").unlink()
+    (tmp_path / "data/external/linked").symlink_to(tmp_path / "elsewhere")
+    linked = CsvSource(source="csv", path="data/external/linked/series.csv", column="value")
+    with pytest.raises(DataError, match=r"datasets\.mine\.path"):
+        data.generate("mine", linked, 0, window=16, project_root=tmp_path)
+
+
+def test_a_csv_symlinked_inside_data_external_or_into_the_dvc_cache_is_read(tmp_path):
+    values = "value\n" + "".join(f"{math.sin(i / 5)}\n" for i in range(400))
+    cfg = _csv(tmp_path, values)
+    (tmp_path / "data/external/alias.csv").symlink_to(tmp_path / "data/external/series.csv")
+    alias = CsvSource(source="csv", path="data/external/alias.csv", column="value")
+    assert data.generate("mine", alias, 0, window=16, project_root=tmp_path).splits["train"].observed.shape == (1, 280)
+    # `dvc config cache.type symlink` links a tracked file into .dvc/cache
+    cached = tmp_path / ".dvc/cache/files/md5/ab/cdef"
+    cached.parent.mkdir(parents=True)
+    cached.write_text(values)
+    (tmp_path / "data/external/series.csv").unlink()
+    (tmp_path / "data/external/series.csv").symlink_to(cached)
+    assert data.generate("mine", cfg, 0, window=16, project_root=tmp_path).splits["val"].observed.shape == (1, 60)
+
+
+def test_a_csv_path_with_dotdot_is_refused_before_reading(tmp_path):
+    with pytest.raises(ValueError, match=r"'\.\.'"):
+        CsvSource(source="csv", path="data/external/../../etc/passwd", column="value")
+
+
+def test_a_memory_window_longer_than_a_csv_split_is_a_clear_error(tmp_path, params):
+    from sinernn import experiments
+
+    cfg = _csv(tmp_path, "value\n" + "".join(f"{math.sin(i / 5)}\n" for i in range(400)))
+    dataset = data.generate("mine", cfg, 0, window=16, project_root=tmp_path)  # val and test: 60 values
+    raw = params.model_dump()
+    raw["diagnose"]["memory_windows"] = [8, 60]
+    with pytest.raises(DataError, match=r"diagnose\.memory_windows: window 60 .* 'mine'"):
+        experiments.memory(type(params).model_validate(raw), dataset)

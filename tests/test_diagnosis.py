@@ -1,6 +1,5 @@
 """The published examples, the automatic diagnosis, gradient versus lag, and the generated report."""
 
-import copy
 import json
 
 import pytest

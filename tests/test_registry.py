@@ -289,9 +289,10 @@ def test_the_planted_pickle_does_run_when_loaded_without_checks(store, tmp_path)
     assert marker.exists()
 
 
+@pytest.mark.faults(scenario="registry @champion pointed at a foreign model")
 @pytest.mark.parametrize("planted", ["pickled pyfunc", "pickle-format pytorch", "pt2 carrying a pickle", "code folder"])
 def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path, params, raw_params, capsys, planted,
-                                                                  monkeypatch):
+                                                                  monkeypatch, fault):
     _pipeline(params, tmp_path, ["ridge"])
     marker = tmp_path / "code-ran"
     info = _plant(planted, marker, tmp_path)
@@ -314,7 +315,10 @@ def test_a_model_planted_under_champion_is_refused_and_never_run(store, tmp_path
     # The register stage, which re-scores the champion, refuses it too, and keeps it.
     with pytest.raises(serving.UnsafeModel):
         _pipeline(params, tmp_path, ["persistence"], snapshot=1)
-    assert client.get_model_version_by_alias("sinernn-clean", "champion").version == version.version
+    kept = client.get_model_version_by_alias("sinernn-clean", "champion").version == version.version
+    fault.record("champions lost", int(not kept))
+    fault.record("planted code run", int(marker.exists()))
+    assert kept
     assert not marker.exists()
 
 

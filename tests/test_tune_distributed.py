@@ -21,10 +21,13 @@ from sinernn import jobs, tuning
 from sinernn.config import parse_params
 
 @pytest.fixture
-def shared(tracked, tmp_path, raw_params, postgres):
-    """A project folder with the clean dataset, params naming a fresh experiment (so a fresh study)."""
+def shared(tracked, tmp_path, raw_params, postgres, monkeypatch):
+    """A project folder with the clean dataset, params naming a fresh experiment (so a fresh study).
+    The storage comes from the environment, as on the machines of the recipe: a URL with a
+    password (SINERNN_TEST_POSTGRES may hold one) is refused in params."""
     raw_params["mlflow"]["experiment"] = f"pg-{uuid.uuid4().hex[:8]}"
-    raw_params["tune"].update(storage=postgres, n_trials=6, max_epochs=6, startup_trials=2)
+    raw_params["tune"].update(n_trials=6, max_epochs=6, startup_trials=2)
+    monkeypatch.setenv("SINERNN_OPTUNA_STORAGE", postgres)
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
     jobs.generate_job(params, "clean", npz)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,3 +185,84 @@ def test_an_unreachable_study_storage_is_one_clear_error_and_writes_nothing(trac
     with pytest.raises(tuning.TuneError, match="cannot open the Optuna storage postgresql://postgres@127.0.0.1:9/test"):
         jobs.tune_job(params, "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("storage", ["postgresql://sinernn:hunter2@db.example/optuna",
+                                     "postgresql://sinernn@db.example/optuna?password=hunter2"])
+def test_a_password_in_params_is_refused_because_params_go_to_dvc_lock(raw_params, storage):
+    raw_params["tune"]["storage"] = storage
+    with pytest.raises(ParamsError, match=r"tune: .*storage must not hold a password") as refused:
+        parse_params(raw_params)
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("where", ["--storage", "$SINERNN_OPTUNA_STORAGE"])
+def test_a_storage_from_the_command_line_or_environment_is_checked_too(params, tmp_path, monkeypatch, where):
+    cli = None
+    if where == "--storage":
+        cli = "mysql://u:hunter2@h/db"
+    else:
+        monkeypatch.setenv(tuning.STORAGE_ENV, "mysql://u:hunter2@h/db")
+    with pytest.raises(tuning.TuneError, match=rf"^{re.escape(where)}: storage must be null, sqlite") as refused:
+        tuning.storage_url(params, cli, tmp_path)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_a_relative_sqlite_path_is_kept_at_the_project_root(params, tmp_path):
+    """`dvc exp run --temp` runs the stage in a copy; the study must not live (and die) there."""
+    assert tuning.storage_url(params, "sqlite:///optuna/mine.db", tmp_path) == f"sqlite:///{tmp_path}/optuna/mine.db"
+    assert tuning.storage_url(params, "sqlite:////abs/mine.db", tmp_path) == "sqlite:////abs/mine.db"
+
+
+def test_a_password_in_the_environment_never_reaches_messages(tracked, tmp_path, params, clean_npz, monkeypatch):
+    monkeypatch.setenv(tuning.STORAGE_ENV, "postgresql://postgres@127.0.0.1:9/test?password=hunter2")
+    with pytest.raises(tuning.TuneError) as refused:
+        jobs.tune_job(params, "lstm", clean_npz, tmp_path / "lstm.json")
+    assert "hunter2" not in str(refused.value) and "password=***" in str(refused.value)
+
+
+def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_path, raw_params, clean_npz, monkeypatch):
+    """Through the gRPC proxy a slow live trial can be judged stalled (tune.stall_timeout) and
+    re-queued by a coordinator: its worker must drop it and go on, not crash."""
+    from sinernn import training
+
+    raw_params["tune"].update(n_trials=2)
+    params = parse_params(raw_params)
+    name = tuning.study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    url = f"sqlite:///{tmp_path / 'optuna/studies.db'}"
+    storage = tuning.open_storage(url, 1, 1, 5)
+    tuning.make_study(storage, name, params, params.seed)
+    real_fit = training.fit_architecture
+    taken = []
+
+    class SeenThroughTheProxy(tuning.StallWatch):
+        def _trials_with_heartbeat(self, study):
+            return set()  # the gRPC proxy carries no heartbeats
+
+    def fit_while_a_coordinator_takes_the_first_trial_over(arch, cfg, dataset, seed, on_epoch, description):
+        if not taken:  # the first trial: a coordinator fails and re-queues it before its first epoch
+            study = optuna.load_study(study_name=name, storage=storage)
+            running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+            taken.append(SeenThroughTheProxy(storage, 0, 1))
+            taken[0].check(study)  # first sight
+            assert taken[0].check(study) == [running[0].number]  # no epoch since: stalled
+        return real_fit(arch, cfg, dataset, seed, on_epoch, description)
+
+    monkeypatch.setattr(training, "fit_architecture", fit_while_a_coordinator_takes_the_first_trial_over)
+    spec = tuning.WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None)
+    tuning.run_worker(spec)  # raised ValueError("Cannot tell a FAIL trial") before
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].user_attrs["fail_reason"].startswith("stalled")
+    assert trials[1].system_attrs["failed_trial"] == 0 and trials[1].user_attrs["fail_reason"] == ""
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:hunter%402@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db?password=a%2Bb%21&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("postgresql://u@h/db?sslmode=require&password=x+y", "postgresql://u@h/db?sslmode=require&password=***"),
+    ("https://user:pw@tracking.example:5000", "https://user:***@tracking.example:5000"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),
+])
+def test_a_password_is_hidden_as_it_is_written_encoded_or_not(url, shown):
+    assert tuning._redact(url) == shown
