@@ -17,8 +17,10 @@ from sinernn.models import build_model
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"config": config, "state_dict": model.state_dict()}, tmp)
+    # Into an open file: a failed write (a full disk) then keeps its OSError in the RuntimeError
+    # torch raises, so it is reported as what it is.
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        torch.save({"config": config, "state_dict": model.state_dict()}, handle)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:

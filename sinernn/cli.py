@@ -16,7 +16,8 @@
 
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
 tracking server) print one line and exit non-zero; nothing half-written is left behind. Exit codes:
-2 bad input, 3 diverged, 4 tracking store unreachable, 70 an unexpected error (a bug, a full disk);
+2 bad input, 3 diverged, 4 tracking store unreachable, 74 no space left on the disk, 70 an unexpected
+error (a bug);
 `retrain` adds 0 promoted, 1 kept, 75 another retrain is running.
 """
 
@@ -234,6 +235,9 @@ def run(argv: list[str]) -> int | None:
                   f"{args.host}:{args.port} can read and rewrite every study; bind 127.0.0.1 and use an SSH "
                   "tunnel (docs/deployment.md)", file=sys.stderr)
         url = storage_url(params, args.storage, project_root())  # checked like a worker's
+        if url.startswith("grpc://"):
+            raise SinernnError("storage-proxy --storage must be the database (sqlite:/// or postgresql://), "
+                               "not another proxy")
         tune = params.tune
         serve_proxy(url, args.host, args.port, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     elif args.command == "diagnose":

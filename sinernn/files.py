@@ -78,18 +78,30 @@ def _full_disk_named(target: Path) -> Iterator[None]:
 
 def _no_space(exc: BaseException, target: Path) -> OSError | None:
     """The error to raise for a write of `target` that failed on a full disk, else None. torch,
-    zipfile and numpy report it in their own ways (torch.save: a RuntimeError), so a failure with
-    almost no space left counts too."""
-    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
-    if isinstance(exc, Exception):
-        try:
-            stats = os.statvfs(target.parent)
-        except OSError:
-            return None
-        if stats.f_bavail * stats.f_frsize < NEARLY_FULL:
-            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    zipfile and numpy report it in their own ways (torch.save: a RuntimeError whose context holds
+    the OSError), so the chain is searched, and as a last resort a failure with almost no space
+    left counts too. The project's own errors, and one already naming its file (an inner output),
+    pass unchanged."""
+    from sinernn.errors import SinernnError
+
+    if isinstance(exc, (SinernnError, NoSpace)):
+        return None
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in NO_SPACE:
+            return NoSpace(cause.errno, cause.strerror or os.strerror(cause.errno), str(target))
+        cause = cause.__cause__ or cause.__context__
+    try:
+        stats = os.statvfs(target.parent)
+    except OSError:
+        return None
+    if stats.f_bavail * stats.f_frsize < NEARLY_FULL:
+        return NoSpace(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
     return None
+
+
+class NoSpace(OSError):
+    """A full disk (or quota), naming the output whose write it stopped."""
 
 
 def _alive(pid: int) -> bool:
@@ -200,8 +212,9 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
             _fsync(target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if target.exists():  # else `aside` is the only copy left: the next write moves it back
-            shutil.rmtree(aside, ignore_errors=True)
+        if not target.exists() and aside.exists():  # failed between the two renames: undo
+            os.replace(aside, target)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h

@@ -121,7 +121,7 @@ class Dvc:
 
 def _failure(result: subprocess.CompletedProcess, what: str) -> RetrainFailed:
     """The pipeline's own one-line error and exit code out of DVC's output. Only the codes that
-    mean something pass through (2 bad input, 3 diverged, 4 tracking, 70): a stage that crashed
+    mean something pass through (2 bad input, 3 diverged, 4 tracking, 74 disk full, 70): a stage that crashed
     before it could speak (exit 1: an import error), was killed by a signal (-9), or a DVC error
     without a stage code, is 70, never 1 ("kept")."""
     output = result.stdout + result.stderr

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sinernn.config import redact_url
+from sinernn.config import redact_in, redact_url
 from sinernn.errors import TrackingError
 
 # Fail in seconds, not minutes, when a tracking server is unreachable (MLflow's own defaults retry
@@ -161,6 +161,8 @@ def _recovery(uri: str, exc: Exception) -> str:
     """What to do about a store that cannot be used: a corrupt SQLite file is not a server that is
     down, and retrying cannot fix it."""
     text = str(exc)
+    if uri.startswith("sqlite:///") and "database or disk is full" in text:
+        return f"the disk holding {uri.removeprefix('sqlite:///')} is full: free some space and run it again"
     if uri.startswith("sqlite:///") and ("malformed" in text or "not a database" in text):
         path = uri.removeprefix("sqlite:///")
         return (f"{path} is corrupt: restore it from a backup, or move it aside "
@@ -205,7 +207,7 @@ def stage_run(
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:200].replace(uri, redact_url(uri))
+        reason = redact_in(" ".join(str(exc).split()), uri)[:200]
         raise TrackingError(
             f"cannot use the MLflow tracking store {redact_url(uri)} ({type(exc).__name__}: {reason}); "
             + _recovery(uri, exc)

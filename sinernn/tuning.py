@@ -25,6 +25,7 @@ coordinator has seen it report no epoch for tune.stall_timeout seconds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from sinernn.config import (
-    BASELINE_KINDS, ArchConfig, Params, SearchSpace, TrainConfig, check_storage_url, redact_url, storage_password,
+    BASELINE_KINDS, ArchConfig, Params, SearchSpace, TrainConfig, check_storage_url, redact_in, redact_url,
 )
 from sinernn.errors import SinernnError, TrainingDiverged
 
 FINISHED = ("COMPLETE", "PRUNED")  # trial states that use up the budget for good
 IN_FLIGHT = ("RUNNING", "WAITING")  # ...and those that may still do so
 STORAGE_ENV = "SINERNN_OPTUNA_STORAGE"
+STALLED = "stalled"  # fail_reason of a trial the coordinator failed for silence (StallWatch)
 
 
 class TuneError(SinernnError):
@@ -173,8 +175,8 @@ def open_storage(url: str, heartbeat_interval: int, max_retry: int, lock_wait: i
             if _lost_schema_race(exc) and attempt + 1 < SCHEMA_ATTEMPTS:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-            raise TuneError(f"cannot open the Optuna storage {_redact(url)} ({_redact_in(reason, url)})") from None
+            reason = redact_in(f"{type(exc).__name__}: {exc}", url)[:200]
+            raise TuneError(f"cannot open the Optuna storage {_redact(url)} ({reason})") from None
 
 
 SCHEMA_ATTEMPTS = 5
@@ -202,13 +204,6 @@ def serve_proxy(url: str, host: str, port: int, heartbeat_interval: int, max_ret
 def _redact(url: str) -> str:
     """A storage URL without its password, for messages and logged params."""
     return redact_url(url)
-
-
-def _redact_in(text: str, url: str) -> str:
-    """An error text that may quote the URL (or its password) made safe to print."""
-    text = text.replace(url, redact_url(url))
-    password = storage_password(url)
-    return text.replace(password, "***") if password else text
 
 
 def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
@@ -298,13 +293,16 @@ class Objective:
     arch_name: str
     dataset: Any  # sinernn.data.Dataset
     parent_run_id: str | None  # the study's MLflow run; None: do not log to MLflow
-    taken_over: set[int] = dataclasses.field(default_factory=set)  # trials re-queued under our feet
+    current: Any = None  # the trial being run, to tell whether a coordinator took it over
 
     def __call__(self, trial) -> float:
         import optuna
 
         from sinernn.training import fit_architecture
 
+        self.current = trial
+        if trial.user_attrs.get("fail_reason", "").startswith(STALLED):
+            trial.set_user_attr("fail_reason", "")  # copied from the stalled trial this one retries
         tune = self.params.tune
         earlier = [t for t in trial.study.get_trials(deepcopy=False)
                    if t.number < trial.number and t.state.name in FINISHED + IN_FLIGHT]
@@ -326,7 +324,6 @@ class Objective:
                 trial.report(stats.val_loss, stats.epoch)
             except optuna.exceptions.UpdateFinishedTrialError:
                 # A coordinator judged this trial stalled (tune.stall_timeout) and re-queued it.
-                self.taken_over.add(trial.number)
                 raise TrialTakenOver(f"trial {trial.number} was failed as stalled and re-queued") from None
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}: val loss {stats.val_loss:.3g}")
@@ -349,7 +346,8 @@ class Objective:
                 trial.set_user_attr("fail_reason", str(exc))
                 raise
             finally:
-                trial.set_user_attr("epochs", epochs)
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+                    trial.set_user_attr("epochs", epochs)
                 if run:
                     run.client.set_tag(run.run_id, "optuna_state", state)
                     run.log_metrics({"epochs": epochs})
@@ -357,10 +355,15 @@ class Objective:
                 run.log_metrics({"value": result.best_val_loss})
         return result.best_val_loss
 
+    def was_taken_over(self) -> bool:
+        """Whether the trial last run was failed as stalled by a coordinator meanwhile."""
+        if self.current is None:
+            return False
+        frozen = self.current.study._storage.get_trial(self.current._trial_id)
+        return frozen.state.name == "FAIL" and frozen.user_attrs.get("fail_reason", "").startswith(STALLED)
+
     def _child_run(self, run_name: str, tags: dict):
         """The trial's MLflow run, nested under the study's run by an explicit parent id."""
-        import contextlib
-
         import optuna
 
         from sinernn.tracking import stage_run
@@ -427,12 +430,11 @@ def run_worker(spec: WorkerSpec) -> None:
             study.optimize(objective, timeout=timeout, catch=(TrainingDiverged, SurplusTrial, TrialTakenOver),
                            callbacks=[_stop_when_full(tune.n_trials)])
             return
-        except ValueError:
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             # Optuna cannot record the end of a trial that was failed under it ("Cannot tell a
             # FAIL trial"): its re-queued copy runs instead, and this worker goes on.
-            if not objective.taken_over:
+            if not objective.was_taken_over():
                 raise
-            objective.taken_over.clear()
 
 
 def _spawn_workers(specs: list[WorkerSpec]) -> None:
@@ -522,10 +524,10 @@ class StallWatch:
                 continue
             if now - before[1] < self.limit:
                 continue
-            reason = f"stalled: no heartbeat and no epoch reported for {self.limit:g} s (tune.stall_timeout)"
+            reason = f"{STALLED}: no heartbeat and no epoch reported for {self.limit:g} s (tune.stall_timeout)"
             try:
                 # The reason goes on first (a finished trial takes no attributes); the retry below
-                # copies the user attrs, so its copy is cleared.
+                # copies it, and the copy clears it when it starts (Objective).
                 self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
                 if not self.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
                     continue
@@ -534,9 +536,6 @@ class StallWatch:
             failed.append(trial.number)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
             retry(study, self.storage.get_trial(trial._trial_id))
-            for queued in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-                if queued.system_attrs.get("failed_trial") is not None and queued.user_attrs.get("fail_reason") == reason:
-                    self.storage.set_trial_user_attr(queued._trial_id, "fail_reason", "")
         return failed
 
     def _trials_with_heartbeat(self, study) -> set[int]:

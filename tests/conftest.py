@@ -122,7 +122,7 @@ def fault_table(path: str) -> list[dict]:
         row = rows.setdefault((entry["scenario"], entry["figure"]), {**entry, "value": 0, "repetitions": 0})
         row["value"] += entry["value"]
         row["repetitions"] += entry["repetitions"]
-    return sorted(rows.values(), key=lambda row: row["scenario"])
+    return sorted(rows.values(), key=lambda row: (row["scenario"], row["figure"]))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -188,7 +188,9 @@ def test_an_unreachable_study_storage_is_one_clear_error_and_writes_nothing(trac
 
 
 @pytest.mark.parametrize("storage", ["postgresql://sinernn:hunter2@db.example/optuna",
-                                     "postgresql://sinernn@db.example/optuna?password=hunter2"])
+                                     "postgresql://sinernn@db.example/optuna?password=hunter2",
+                                     "postgresql://sinernn:hunter2/x@db.example/optuna",  # as SQLAlchemy reads it
+                                     "postgresql://sinernn:hunter2#x@db.example/optuna"])
 def test_a_password_in_params_is_refused_because_params_go_to_dvc_lock(raw_params, storage):
     raw_params["tune"]["storage"] = storage
     with pytest.raises(ParamsError, match=r"tune: .*storage must not hold a password") as refused:
@@ -259,6 +261,8 @@ def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_
 
 @pytest.mark.parametrize("url, shown", [
     ("postgresql://u:hunter%402@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:p?ss@h/db", "postgresql://u:***@h/db"),
     ("postgresql://u@h/db?password=a%2Bb%21&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
     ("postgresql://u@h/db?sslmode=require&password=x+y", "postgresql://u@h/db?sslmode=require&password=***"),
     ("https://user:pw@tracking.example:5000", "https://user:***@tracking.example:5000"),
