@@ -107,8 +107,8 @@ def _finished(trials):
 @pytest.mark.faults(scenario="tune worker SIGKILLed in the study's last trial, stage re-run")
 def test_a_study_killed_in_its_last_trial_finishes_when_resumed(tracked, tmp_path, raw_params, clean_npz, fault):
     # Long trials (no early stop), so that the last one is caught training.
-    raw_params["tune"].update(n_trials=2, max_epochs=300, pruner="none")
-    raw_params["train"]["patience"] = 300
+    raw_params["tune"].update(n_trials=2, max_epochs=120, pruner="none")
+    raw_params["train"]["patience"] = 120
     hangs = lost = 0
     errors = []
     reps = repetitions()
