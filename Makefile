@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast faults bench bench-tuning bench-serving ui dashboard retrain serve demo-distributed
+.PHONY: install run test test-fast faults bench bench-tuning bench-serving bench-real ui dashboard retrain serve demo-distributed
 
 install: $(STAMP)
 
@@ -57,6 +57,12 @@ bench-tuning: install
 
 bench-serving: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/serving.py
+
+# Real series (statsmodels' CO2 and sunspots) and the sines under every input scaling, e.g.
+#   make bench-real BENCH_REAL_ARGS="--epochs 3 --datasets sunspots trend_sine"
+BENCH_REAL_ARGS ?=
+bench-real: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/real_series.py $(BENCH_REAL_ARGS)
 
 # The champion of DATASET served over HTTP (docs/deployment.md), checked first, bound to this
 # machine only.

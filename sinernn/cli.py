@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", type=Path, help="output JSON (default: reports/eval/DATASET.json)")
     evaluate.add_argument("--predictions", type=Path, help="one-step CSVs (default: reports/predictions/DATASET)")
     evaluate.add_argument("--rollouts", type=Path, help="free-running CSVs (default: reports/rollouts/DATASET)")
+    evaluate.add_argument("--backtests", type=Path, help="backtest MAE per step ahead (default: reports/backtests/DATASET.csv)")
 
     summarize = commands.add_parser("summarize", help="merge per-dataset results into reports/metrics.json")
     _add_common(summarize)
@@ -290,6 +291,7 @@ def run(argv: list[str]) -> int | None:
             args.metrics or Path(f"reports/eval/{args.dataset}.json"),
             args.predictions or Path(f"reports/predictions/{args.dataset}"),
             args.rollouts or Path(f"reports/rollouts/{args.dataset}"),
+            args.backtests or Path(f"reports/backtests/{args.dataset}.csv"),
         )
         for arch, metrics in results.items():
             print(f"{args.dataset:>12} {arch:>12}  test_mse {metrics['test_mse']:.3g}")
@@ -301,7 +303,8 @@ def _predict(args, jobs) -> None:
     import csv
     import io
 
-    from sinernn.data import read_csv_column
+    from sinernn.config import CsvSource
+    from sinernn.data import read_csv_series
     from sinernn.serving import MAX_HORIZON
 
     # Checked before the model is fetched: serving would refuse it only after the download.
@@ -317,8 +320,10 @@ def _predict(args, jobs) -> None:
         path = Path(args.input)
         if not path.is_file():
             raise SinernnError(f"input file {path} not found")
+    # Only the reading options of a CSV dataset apply: the input is no file under data/external/.
+    options = CsvSource.model_construct(column=args.column)  # missing: error, no time column
     try:
-        series = read_csv_column(path, args.column)
+        series, _ = read_csv_series(path, options)
     finally:
         if args.input == "-":
             path.unlink(missing_ok=True)

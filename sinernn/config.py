@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from sinernn.errors import SinernnError
 
-ROLLOUT_HORIZONS = (100, 1000)  # free-running steps scored by `evaluate` (issue 2)
 # The published examples' data, sin(linspace(0, 10, 1000)), split in time: train | val | test.
 PUBLISHED_SPLITS = (700, 150, 150)
 # Dataset and architecture names become file paths (data/processed/NAME.npz, models/DATASET/ARCH)
@@ -56,14 +55,37 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 # ---- datasets -------------------------------------------------------------------------------
 
 
-class SineSource(Strict):
-    """One long series a*sin(2*pi*t/period + phase) + N(0, noise_std^2), split in time."""
+class DatasetTrain(Strict):
+    """The `train.*` keys that depend on the data, set for one dataset (null: `train`'s value).
+
+    Everything that trains on the dataset uses them: the train stage, the tune stage when it is
+    `tune.dataset`, and so evaluation and predict, which read the window from the model.
+    """
+
+    window: PositiveInt | None = None
+    scaling: Literal["global", "window", "diff"] | None = None
+    batch_size: PositiveInt | None = None
+    max_epochs: PositiveInt | None = None
+
+
+class _Series(Strict):
+    """What every source has: its season and its own training settings."""
+
+    # Samples per season: the seasonal-naive baseline's lag and the scale of the backtest MASE.
+    # 1 (no season) makes seasonal naive the persistence forecast.
+    season: PositiveInt = 1
+    train: DatasetTrain = DatasetTrain()
+
+
+class SineSource(_Series):
+    """One long series a*sin(2*pi*t/period + phase) + trend*t + N(0, noise_std^2), split in time."""
 
     source: Literal["sine"]
     period: PositiveFloat = 50.0  # in samples
     amplitude: PositiveFloat = 1.0
     phase: float = 0.0
     noise_std: Annotated[float, Field(ge=0)] = 0.0
+    trend: float = 0.0  # added per sample: a series whose test values lie above every train value
     n_train: PositiveInt = 3000
     n_val: PositiveInt = 500
     n_test: PositiveInt = 1100
@@ -89,7 +111,7 @@ class SineSource(Strict):
         return drift
 
 
-class RandomFreqSource(Strict):
+class RandomFreqSource(_Series):
     """Many independent short sines, each with its own random period and phase."""
 
     source: Literal["random_freq"]
@@ -113,12 +135,19 @@ class RandomFreqSource(Strict):
         return self
 
 
-class CsvSource(Strict):
-    """One numeric column of a CSV file under data/external/, split in time."""
+class CsvSource(_Series):
+    """One numeric column of a CSV file under data/external/, split in time.
+
+    time_column: optional time stamps (numbers or ISO 8601 dates), checked to be strictly increasing
+    at a regular step. missing: what an empty value cell becomes; `error` refuses it, `interpolate`
+    draws a line between its observed neighbours, `ffill` repeats the previous observed value.
+    """
 
     source: Literal["csv"]
     path: str
     column: str
+    time_column: str | None = None
+    missing: Literal["error", "interpolate", "ffill"] = "error"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
 
@@ -183,10 +212,16 @@ class PersistenceArch(Strict):
     kind: Literal["persistence"]
 
 
+class SeasonalNaiveArch(Strict):
+    """Predicts that the next value equals the one a season ago (`datasets.<name>.season`)."""
+
+    kind: Literal["seasonal_naive"]
+
+
 ArchConfig = Annotated[
-    Union[RecurrentArch, TransformerArch, RidgeArch, PersistenceArch], Field(discriminator="kind")
+    Union[RecurrentArch, TransformerArch, RidgeArch, PersistenceArch, SeasonalNaiveArch], Field(discriminator="kind")
 ]
-BASELINE_KINDS = ("ridge", "persistence")
+BASELINE_KINDS = ("ridge", "persistence", "seasonal_naive")
 
 
 # ---- training -------------------------------------------------------------------------------
@@ -195,6 +230,10 @@ BASELINE_KINDS = ("ridge", "persistence")
 class TrainConfig(Strict):
     framing: Literal["window", "time_to_value", "naive"] = "window"
     window: PositiveInt = 32
+    # How a window reaches the network (see sinernn/models.py): global (the train split's mean and
+    # deviation), window (each window by its own), diff (first differences, integrated back).
+    # window is the default measured best over every dataset (docs/forecasting.md).
+    scaling: Literal["global", "window", "diff"] = "window"
     batch_size: PositiveInt = 64
     max_epochs: PositiveInt = 60
     lr: PositiveFloat = 3e-3
@@ -402,11 +441,33 @@ class DiagnoseConfig(Strict):
         return window
 
 
+class EvaluateConfig(Strict):
+    """Stage `evaluate`: free-running rollouts and a rolling-origin backtest at these horizons."""
+
+    # Steps ahead; one longer than the test split allows is skipped with a note, never silently.
+    horizons: list[PositiveInt] = Field(default=[1, 10, 100, 1000], min_length=1)
+    # Backtest forecasts start at every `backtest_stride`-th value of the test split.
+    backtest_stride: PositiveInt = 10
+
+    section: ClassVar[str] = "evaluate"
+
+    @field_validator("horizons")
+    @classmethod
+    def _sorted_unique(cls, horizons: list[int]) -> list[int]:
+        if horizons != sorted(set(horizons)):
+            raise ValueError(f"must be increasing, without repeats (got {horizons})")
+        return horizons
+
+
+REGISTRY_METRIC = re.compile(r"test_mse|test_mae|rollout_mse_([0-9]+)")
+
+
 class RegistryConfig(Strict):
     """Stage `register`: every final model in the MLflow Model Registry, a champion per dataset."""
 
     enabled: bool = True
-    metric: Literal["test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000"] = "test_mse"
+    # test_mse | test_mae | rollout_mse_<H> for a horizon H of evaluate.horizons
+    metric: str = "test_mse"
     margin: Annotated[float, Field(ge=0, lt=1)] = 0.05  # a challenger must be this much better (relative)
 
     section: ClassVar[str] = "registry"
@@ -426,6 +487,7 @@ class Params(Strict):
     architectures: dict[str, ArchConfig] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     diagnose: DiagnoseConfig = DiagnoseConfig()
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
@@ -440,6 +502,11 @@ class Params(Strict):
                     f"it becomes part of file paths and MLflow filters"
                 )
         return named
+
+    def train_for(self, dataset: str) -> TrainConfig:
+        """`train` with the dataset's own settings (datasets.<name>.train) over it."""
+        own = self.datasets[dataset].train.model_dump(exclude_none=True)
+        return self.train.model_copy(update=own) if own else self.train
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -472,6 +539,10 @@ class Params(Strict):
                 f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
                 f"generated: {self.run.datasets}"
             )
+        metric = REGISTRY_METRIC.fullmatch(self.registry.metric)
+        if metric is None or (metric.group(1) and int(metric.group(1)) not in self.evaluate.horizons):
+            raise ValueError(f"registry.metric is {self.registry.metric!r}: choose test_mse, test_mae or rollout_mse_H "
+                             f"with H one of evaluate.horizons {self.evaluate.horizons}")
         if self.registry.enabled and not self.mlflow.log_models:
             raise ValueError("registry.enabled needs mlflow.log_models: true (the registry registers the logged models)")
         d = self.diagnose
@@ -493,38 +564,48 @@ class Params(Strict):
                     f"for the baselines {baselines}: remove them from run.architectures"
                 )
         self._windows_fit_the_data()
+        self._scaling_fits_the_framing()
         return self
 
-    def _windows_fit_the_data(self) -> None:
-        """Every split must hold more values than the longest window framed on it (a window plus
-        its target), and every test split the rollout: one window, then the longest horizon.
+    def _scaling_fits_the_framing(self) -> None:
+        kinds = {self.architectures[a].kind for a in self.run.architectures}
+        for name in self.run.datasets:
+            cfg, where = self.train_for(name), f"datasets.{name}.train" if self.datasets[name].train.scaling else "train"
+            if cfg.scaling != "global" and cfg.framing != "window":
+                raise ValueError(f"{where}.scaling {cfg.scaling} re-expresses input windows: it needs train.framing "
+                                 f"window (got {cfg.framing})")
+            if cfg.scaling == "diff" and cfg.window < 2:
+                raise ValueError(f"scaling diff needs a window of at least 2 values on dataset {name!r}")
+            season = self.datasets[name].season
+            if "seasonal_naive" in kinds and name in self.run.train_datasets and season > cfg.window:
+                raise ValueError(f"datasets.{name}.season ({season}) exceeds its window ({cfg.window}): the "
+                                 f"seasonal-naive baseline reads the value a season back from its input window")
 
-        Which windows: train.window and a tuning trial's tune.space.window.high on every dataset,
-        diagnose.memory_windows on diagnose.memory_dataset. diagnose.gradient_windows lengthen
-        their sine, and a CSV's length is only known when data.generate reads it.
+    def _windows_fit_the_data(self) -> None:
+        """Every window framed on a dataset needs more train values than its length (a window plus
+        its target). Validation and test windows reach back into the split before them, so on one
+        long series (sine, csv) those splits need only one value; on random_freq, whose splits are
+        separate series, every split needs more than the window. The rollouts and backtests skip a
+        horizon the test split cannot hold (evaluate notes it).
+
+        Which windows: the dataset's train window and a tuning trial's tune.space.window.high on
+        every dataset, diagnose.memory_windows on diagnose.memory_dataset. diagnose.gradient_windows
+        lengthen their sine, and a CSV's length is only known when data.generate reads it.
         """
         window_highs = [space.window.high for space in map(self.tune.space_for, self.architectures) if space.window]
-        longest = max([self.train.window, *window_highs])
-        pipeline = (longest, "train.window" if longest == self.train.window else "tune.space.window.high")
-        needed = longest + max(ROLLOUT_HORIZONS)
         for name, ds in self.datasets.items():
-            window, source = pipeline
+            own = self.train_for(name).window
+            source = f"datasets.{name}.train.window" if ds.train.window else "train.window"
+            window, source = (own, source) if own >= max(window_highs, default=0) else (max(window_highs), "tune.space.window.high")
             if name == self.diagnose.memory_dataset and max(self.diagnose.memory_windows) > window:
                 window, source = max(self.diagnose.memory_windows), "diagnose.memory_windows"
-            lengths = {"sine": ("n_train", "n_val", "n_test"), "random_freq": ("train_length", "test_length")}
+            lengths = {"sine": ("n_train",), "random_freq": ("train_length", "test_length")}
             for key in lengths.get(ds.source, ()):
                 if getattr(ds, key) <= window:
                     raise ValueError(
                         f"datasets.{name}.{key} ({getattr(ds, key)}) must exceed the longest window "
                         f"({window}, {source}) framed on it"
                     )
-            test_len = {"sine": "n_test", "random_freq": "test_length"}.get(ds.source)
-            if test_len and getattr(ds, test_len) < needed:
-                raise ValueError(
-                    f"datasets.{name}.{test_len} is {getattr(ds, test_len)}, but the rollout needs "
-                    f"the longest window (train.window or tune.space.window.high) + {max(ROLLOUT_HORIZONS)} "
-                    f"= {needed} test samples"
-                )
 
 
 _UNION_TAGS = {"sine", "random_freq", "csv", "rnn", "gru", "lstm", "transformer", *BASELINE_KINDS}

@@ -21,7 +21,8 @@ import json
 import math
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,37 @@ class Dataset:
     scale_mean: float  # fitted on train observations only
     scale_std: float
     noise_std: float | None  # None where the noise level is unknown (CSV)
+    source_info: dict = field(default_factory=dict)  # CSV: time stamps and filled cells (read_csv_series)
 
     def scale(self, values: np.ndarray) -> np.ndarray:
         return (values - self.scale_mean) / self.scale_std
 
     def unscale(self, values: np.ndarray) -> np.ndarray:
         return values * self.scale_std + self.scale_mean
+
+    def contiguous(self) -> bool:
+        """One series cut into consecutive splits (sine, csv), not separate series (random_freq)."""
+        parts = [self.splits[split] for split in SPLITS]
+        return all(p.observed.shape[0] == 1 for p in parts) and all(
+            before.time[0, -1] < after.time[0, 0] for before, after in zip(parts, parts[1:]))
+
+    def history(self, split: str, length: int) -> Split:
+        """The last `length` values observed before `split` starts (fewer if there are fewer; none
+        for train or separate series): the context a forecast at the split's start could read."""
+        empty = self.splits[split].observed[:, :0]
+        if split == SPLITS[0] or not self.contiguous() or length <= 0:
+            return Split(empty, empty, empty)
+        before = [self.splits[s] for s in SPLITS[: SPLITS.index(split)]]
+        joined = {key: np.concatenate([getattr(p, key) for p in before], axis=1)[:, -length:]
+                  for key in ("observed", "clean", "time")}
+        return Split(**joined)
+
+    def with_history(self, split: str, length: int) -> tuple[Split, int]:
+        """The split preceded by up to `length` values of history, and how many were prepended."""
+        history, part = self.history(split, length), self.splits[split]
+        joined = Split(*(np.concatenate([getattr(history, key), getattr(part, key)], axis=1)
+                         for key in ("observed", "clean", "time")))
+        return joined, history.observed.shape[1]
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -65,6 +91,8 @@ def _sine_splits(cfg: SineSource, rng: np.random.Generator) -> dict[str, Split]:
     time = np.arange(n * total, (n + 1) * total, dtype=np.float64)
     period = cfg.period * (1 + cfg.period_drift * n)
     clean = cfg.amplitude * np.sin(2 * math.pi * time / period + cfg.phase + cfg.phase_drift * n)
+    if cfg.trend:  # (an `if`: a zero trend keeps the bytes, and so the hashes, of earlier data)
+        clean = clean + cfg.trend * time
     noise_std = cfg.noise_std + cfg.noise_drift * n
     observed = clean + rng.normal(0.0, noise_std, size=clean.shape) if noise_std else clean
     splits, start = {}, 0
@@ -93,31 +121,149 @@ def _random_freq_splits(cfg: RandomFreqSource, rng: np.random.Generator) -> dict
     return splits
 
 
-def read_csv_column(path: Path, column: str) -> np.ndarray:
-    """The named column as floats; any missing or non-numeric cell is an error naming its row."""
+def read_csv_series(path: Path, cfg: CsvSource) -> tuple[np.ndarray, dict]:
+    """Column `cfg.column` as floats, its empty cells filled as `cfg.missing` says.
+
+    Also returns what was read, for the manifest: how many cells were filled and, with a
+    `cfg.time_column`, its first and last stamp and its step. Every refusal names the file and row.
+    """
     if not path.is_file():
         raise DataError(f"CSV file {path} not found (add it under data/external/ with `dvc add`)")
     with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or column not in reader.fieldnames:
+        lines = list(csv.reader(handle))
+    header = lines[0] if lines else []
+    for column in filter(None, (cfg.column, cfg.time_column)):
+        if column not in header:
+            raise DataError(f"{path}: no column {column!r}; columns are {header}")
+    while len(lines) > 1 and not lines[-1]:
+        lines.pop()  # blank lines at the end of the file
+    # A blank line inside the data is a row of empty cells (csv.DictReader would drop it, shifting
+    # every later value one step earlier in time): in a one-column file, that is a gap.
+    rows = [dict(zip(header, line)) for line in lines[1:]]
+    values = np.array(
+        [_csv_value(path, row_number, row, cfg) for row_number, row in enumerate(rows, start=2)],
+        dtype=np.float64,
+    )  # row 1 is the header; NaN marks an empty cell (a written 'nan' is refused by _csv_value)
+    info = {
+        "n_filled": int(np.isnan(values).sum()), "missing": cfg.missing, "time_column": cfg.time_column,
+        "time_start": None, "time_end": None, "time_step": None,
+    }
+    if cfg.time_column:
+        info |= _check_time(path, cfg.time_column, [(row.get(cfg.time_column) or "").strip() for row in rows])
+    return _fill_gaps(path, cfg, values), info
+
+
+def _csv_value(path: Path, row_number: int, row: dict, cfg: CsvSource) -> float:
+    cell = (row.get(cfg.column) or "").strip()
+    if not cell:
+        if cfg.missing == "error":
             raise DataError(
-                f"{path}: no column {column!r}; columns are {reader.fieldnames or []}"
+                f"{path}, row {row_number}: missing value in column {cfg.column!r} "
+                f"(a CSV dataset may set `missing: interpolate` or `missing: ffill` to fill it)"
             )
-        values = []
-        for row_number, row in enumerate(reader, start=2):  # row 1 is the header
-            cell = (row.get(column) or "").strip()
-            if not cell:
-                raise DataError(f"{path}, row {row_number}: missing value in column {column!r}")
-            try:
-                value = float(cell)
-            except ValueError:
-                raise DataError(
-                    f"{path}, row {row_number}: non-numeric value {cell!r} in column {column!r}"
-                ) from None
-            if not math.isfinite(value):
-                raise DataError(f"{path}, row {row_number}: value {cell!r} is not finite")
-            values.append(value)
-    return np.asarray(values, dtype=np.float64)
+        return math.nan
+    try:
+        value = float(cell)
+    except ValueError:
+        raise DataError(
+            f"{path}, row {row_number}: non-numeric value {cell!r} in column {cfg.column!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise DataError(f"{path}, row {row_number}: value {cell!r} is not finite")
+    return value
+
+
+def _parse_stamp(cell: str, like: float | datetime | None) -> float | datetime | None:
+    """A number, else an ISO 8601 date/datetime, of the same kind as `like` (the first stamp); None
+    if it is neither. Numbers and dates, or naive and zone-aware datetimes, have no common step."""
+    try:
+        number = float(cell)
+        return number if math.isfinite(number) and not isinstance(like, datetime) else None
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(cell)
+    except ValueError:
+        return None
+    if like is None or (isinstance(like, datetime) and (like.tzinfo is None) == (stamp.tzinfo is None)):
+        return stamp
+    return None
+
+
+class Months(int):
+    """A step of whole calendar months: monthly, quarterly or yearly dates are regular although
+    the days between them differ (28 to 31, 365 or 366)."""
+
+    def __str__(self) -> str:
+        return f"{int(self)} month" + ("s" if self != 1 else "")
+
+
+def _time_step(earlier, later, months: bool):
+    """later - earlier: a number, a timedelta, or, in calendar mode, whole months (a stamp on
+    another day of the month or at another time of day is then a step of no whole months)."""
+    if not months:
+        return later - earlier
+    if (later.day, later.time()) != (earlier.day, earlier.time()):
+        return later - earlier  # never equal to a Months step: reported as irregular
+    return Months((later.year - earlier.year) * 12 + later.month - earlier.month)
+
+
+def _check_time(path: Path, column: str, cells: list[str]) -> dict:
+    """Refuse time stamps that are not strictly increasing at one regular step, at the first bad row.
+
+    Returns the first and last stamp as written and the step (e.g. '1.0' or '7 days, 0:00:00').
+    """
+    stamps, step, months = [], None, False
+    for row_number, cell in enumerate(cells, start=2):  # row 1 is the header
+        where = f"{path}, row {row_number}"
+        stamp = _parse_stamp(cell, like=stamps[0] if stamps else None)
+        if stamp is None:
+            what = f"unparseable time stamp {cell!r}" if cell else "missing time stamp"
+            raise DataError(
+                f"{where}: {what} in column {column!r} (expected a number or an ISO 8601 date, "
+                f"the same kind as row 2; empty stamps are not filled)"
+            )
+        if len(stamps) == 1 and isinstance(stamp, datetime):
+            # Calendar mode when the first two dates share the day of the month and the time.
+            months = (stamp.day, stamp.time()) == (stamps[0].day, stamps[0].time()) and stamp > stamps[0]
+        if stamps:
+            got = _time_step(stamps[-1], stamp, months)
+            step = got if step is None else step
+            zero = got * 0  # 0.0, 0 months or timedelta(0)
+            if got < zero:
+                raise DataError(f"{where}: time stamp {cell!r} in column {column!r} is not increasing (unsorted)")
+            if got == zero:
+                raise DataError(f"{where}: duplicated time stamp {cell!r} in column {column!r}")
+            # Datetime steps are exact; float stamps such as 0.1, 0.2, 0.3 differ by rounding.
+            regular = math.isclose(got, step, rel_tol=1e-9) if isinstance(step, float) else got == step
+            if not regular:
+                raise DataError(f"{where}: irregular step (got {got}, expected {step}) in time column {column!r}")
+        stamps.append(stamp)
+    first, last = (cells[0], cells[-1]) if cells else (None, None)
+    return {"time_start": first, "time_end": last, "time_step": None if step is None else str(step)}
+
+
+def _fill_gaps(path: Path, cfg: CsvSource, values: np.ndarray) -> np.ndarray:
+    """Fill the NaNs (empty cells) by position: the spacing is regular, so rows stand for time."""
+    gaps = np.isnan(values)
+    if not gaps.any():
+        return values
+    seen = np.flatnonzero(~gaps)  # indices of observed values
+    if gaps[0]:
+        raise DataError(
+            f"{path}, row 2: missing value in column {cfg.column!r} at the start of the series: "
+            f"missing: {cfg.missing} needs an earlier value (trim the leading empty rows)"
+        )
+    if cfg.missing == "interpolate":
+        if gaps[-1]:
+            first_row = seen[-1] + 1 + 2  # the index after the last observed value; data rows start at 2
+            raise DataError(
+                f"{path}, row {first_row}: missing value in column {cfg.column!r} at the end of the "
+                f"series: missing: interpolate needs a later value (trim the trailing empty rows or use ffill)"
+            )
+        return np.interp(np.arange(len(values)), seen, values[seen])
+    last_seen = np.maximum.accumulate(np.where(gaps, 0, np.arange(len(values))))
+    return values[last_seen]  # ffill
 
 
 def csv_source_path(name: str, cfg: CsvSource, project_root: Path) -> Path:
@@ -139,9 +285,9 @@ def csv_source_path(name: str, cfg: CsvSource, project_root: Path) -> Path:
     return resolved  # what was checked is what is read, even if the link changes meanwhile
 
 
-def _csv_splits(name: str, cfg: CsvSource, project_root: Path, window: int) -> dict[str, Split]:
+def _csv_splits(name: str, cfg: CsvSource, project_root: Path, window: int) -> tuple[dict[str, Split], dict]:
     path = csv_source_path(name, cfg, project_root)
-    values = read_csv_column(path, cfg.column)
+    values, info = read_csv_series(path, cfg)
     n_test = int(len(values) * cfg.test_fraction)
     n_val = int(len(values) * cfg.val_fraction)
     n_train = len(values) - n_val - n_test
@@ -152,10 +298,11 @@ def _csv_splits(name: str, cfg: CsvSource, project_root: Path, window: int) -> d
         )
     time = np.arange(len(values), dtype=np.float64)
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, None)}
-    return {
+    splits = {
         split: Split(values[None, lo:hi], values[None, lo:hi], time[None, lo:hi])
         for split, (lo, hi) in bounds.items()
     }
+    return splits, info
 
 
 def generate(
@@ -165,25 +312,28 @@ def generate(
     snapshot = getattr(cfg, "snapshot", 0)
     # Snapshot 0 keeps the original stream (and so the data hashes of earlier runs).
     rng = np.random.default_rng([seed, zlib.crc32(name.encode()), *([snapshot] if snapshot else [])])
+    source_info = {}  # what the CSV reader did (stamps, filled cells); nothing for a generated series
     if isinstance(cfg, SineSource):
         splits = _sine_splits(cfg, rng)
     elif isinstance(cfg, RandomFreqSource):
         splits = _random_freq_splits(cfg, rng)
     else:
-        splits = _csv_splits(name, cfg, project_root, window)
+        splits, source_info = _csv_splits(name, cfg, project_root, window)
     train = splits["train"].observed
     std = float(train.std())
     if std == 0.0:
         raise DataError(f"dataset {name!r}: the train split is constant, so it cannot be scaled")
     noise_std = None if isinstance(cfg, CsvSource) else cfg.noise_std + getattr(cfg, "noise_drift", 0.0) * snapshot
-    return Dataset(name, splits, float(train.mean()), std, noise_std)
+    return Dataset(name, splits, float(train.mean()), std, noise_std, source_info=source_info)
 
 
 def check_window(dataset: Dataset, window: int, key: str) -> None:
-    """Every split must hold more than `window` values: a window plus the value it predicts."""
+    """The train split must hold more than `window` values (a window plus the value it predicts),
+    and so must every split of separate series; on one long series the validation and test
+    windows reach back into the split before them."""
     for split, part in dataset.splits.items():
         length = part.observed.shape[1]
-        if length <= window:
+        if length <= window and (split == "train" or not dataset.contiguous()):
             raise DataError(
                 f"{key}: window {window} needs more than {window} values per split, but dataset "
                 f"{dataset.name!r} has {length} in its {split} split"
@@ -222,6 +372,8 @@ def save(dataset: Dataset, cfg: DatasetConfig, seed: int, npz_path: Path, manife
         "noise_std": dataset.noise_std,
         "sha256": content_hash(arrays),
     }
+    if dataset.source_info:  # CSV only, so sine manifests keep their bytes
+        manifest["csv"] = dataset.source_info
     write_npz(npz_path, arrays)
     write_json(manifest_path, manifest)
     return manifest

@@ -49,10 +49,14 @@ def scaled_time(dataset: Dataset, time: np.ndarray) -> np.ndarray:
 
 
 def frame(dataset: Dataset, split: str, framing: str, window: int) -> Framed:
+    """A split's inputs and targets. Window framing on one long series: validation and test
+    windows take their inputs from the values before the split, so every value of the split is a
+    target exactly once (and a target of no other split)."""
     part = dataset.splits[split]
     values = dataset.scale(part.observed)
     if framing == "window":
-        inputs, targets = sliding_windows(values, window)
+        joined, _ = dataset.with_history(split, window)
+        inputs, targets = sliding_windows(dataset.scale(joined.observed), window)
         inputs = inputs[:, :, None]  # (N, W, 1)
     elif framing == "time_to_value":
         inputs = scaled_time(dataset, part.time).reshape(-1, 1, 1)  # (N, 1, 1)

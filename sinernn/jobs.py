@@ -28,11 +28,12 @@ def generate_job(params: Params, name: str, npz_path: Path) -> dict:
     cfg = params.datasets[name]
     tags = {"stage": "generate", "dataset": name, "source": cfg.source}
     with stage_run(params.mlflow.experiment, f"generate-{name}", tags) as run:
-        dataset = data.generate(name, cfg, params.seed, params.train.window, project_root())
+        dataset = data.generate(name, cfg, params.seed, params.train_for(name).window, project_root())
         manifest = data.save(dataset, cfg, params.seed, npz_path, npz_path.with_suffix(".json"))
         run.client.set_tag(run.run_id, "dataset_hash", manifest["sha256"])
         run.log_params({"seed": params.seed, **_flat("data", cfg.model_dump())})
-        run.log_metrics({f"n_{split}": part.observed.size for split, part in dataset.splits.items()})
+        filled = {"n_filled": dataset.source_info["n_filled"]} if "n_filled" in dataset.source_info else {}
+        run.log_metrics({**{f"n_{split}": part.observed.size for split, part in dataset.splits.items()}, **filled})
         run.log_artifact(npz_path.with_suffix(".json"))
     return manifest
 
@@ -53,7 +54,8 @@ def train_job(
 
     dataset, manifest = data.load(data_path)
     tuned = read_tuned(tuned_path) if tuned_path else {}
-    arch, cfg = apply_tuned(params.architectures[arch_name], params.train, tuned)
+    # params.yaml's train, then the dataset's own settings, then the tuned values
+    arch, cfg = apply_tuned(params.architectures[arch_name], params.train_for(dataset_name), tuned)
     torch.set_num_threads(cfg.threads)
 
     tags = {
@@ -64,7 +66,8 @@ def train_job(
     with stage_run(params.mlflow.experiment, run_name, tags) as run:
         run.log_params({"seed": params.seed, **_flat("arch", arch.model_dump()), **_flat("train", cfg.model_dump())})
         run.client.set_tag(run.run_id, "tuned", "yes" if tuned.get("best_value") is not None else "no")
-        fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name)
+        fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name,
+                                  season=params.datasets[dataset_name].season)
         model, result = fitted.model, fitted.result
         # What a forecast needs besides the weights: how the inputs were framed and scaled.
         model_config = {**fitted.model_config, "framing": cfg.framing, "window": cfg.window,
@@ -76,6 +79,7 @@ def train_job(
             "best_val_loss": result.best_val_loss,
             "framing": cfg.framing,
             "window": cfg.window,
+            "scaling": cfg.scaling,
             "dataset_hash": manifest["sha256"],
             "mlflow_run_id": run.run_id,
             "tuned": {"arch": tuned.get("arch", {}), "train": tuned.get("train", {})},
@@ -167,15 +171,20 @@ def tune_job(
 
 def evaluate_job(
     params: Params, dataset_name: str, data_path: Path, models_dir: Path,
-    metrics_path: Path, predictions_dir: Path, rollouts_dir: Path,
+    metrics_path: Path, predictions_dir: Path, rollouts_dir: Path, backtest_path: Path | None = None,
 ) -> dict:
-    """Score every architecture of `run.architectures` trained on one dataset."""
+    """Score every architecture of `run.architectures` trained on one dataset.
+
+    backtest_path: a CSV of the backtest MAE per step ahead (one column per architecture, and the
+    seasonal-naive forecast's), for `dvc plots`.
+    """
     from sinernn.checkpoint import load_checkpoint
     from sinernn.evaluation import evaluate
-    from sinernn.plots import truth_vs_prediction
+    from sinernn.plots import lines, truth_vs_prediction
 
     dataset, manifest = data.load(data_path)
-    results, predictions, rollouts = {}, {}, {}
+    season = params.datasets[dataset_name].season
+    results, predictions, rollouts, backtests = {}, {}, {}, {}
     for arch_name in params.run.architectures:
         model, config = load_checkpoint(models_dir / arch_name / "model.pt")
         summary = _read_summary(models_dir / arch_name / "train.json")
@@ -186,9 +195,17 @@ def evaluate_job(
         }
         run_name = f"evaluate-{dataset_name}-{arch_name}"
         with stage_run(params.mlflow.experiment, run_name, tags) as run:
-            evaluation = evaluate(model, dataset, summary["framing"], summary["window"])
+            evaluation = evaluate(model, dataset, summary["framing"], summary["window"], params.evaluate.horizons,
+                                  season, params.evaluate.backtest_stride)
             metrics = {**evaluation.metrics, "train_seconds": summary["train_seconds"]}
             run.log_metrics(metrics)
+            if evaluation.skipped:  # never silently: in the metrics file, the run and the log
+                metrics["skipped"] = "; ".join(evaluation.skipped)
+                run.client.set_tag(run.run_id, "skipped", metrics["skipped"])
+                print(f"sinernn: {run_name}: skipped {metrics['skipped']}", flush=True)
+            if evaluation.backtest:  # the MLflow chart of error against horizon: one step per step ahead
+                run.log_series("backtest_mae_by_horizon", [row["mae"] for row in evaluation.backtest])
+                backtests[arch_name] = evaluation.backtest
             with tempfile.TemporaryDirectory() as scratch:
                 scratch = Path(scratch)
                 write_json(scratch / "metrics.json", metrics)
@@ -198,14 +215,31 @@ def evaluate_job(
                 if evaluation.rollout:
                     truth_vs_prediction(evaluation.rollout, f"{run_name}: free-running", scratch / "rollout.png")
                     run.log_artifact(scratch / "rollout.png", "plots")
+                if evaluation.backtest:
+                    steps = [row["horizon"] for row in evaluation.backtest]
+                    lines({arch_name: [row["mae"] for row in evaluation.backtest],
+                           f"seasonal naive (season {season})": [row["seasonal_naive_mae"] for row in evaluation.backtest]},
+                          f"{run_name}: backtest", "steps ahead", "MAE", scratch / "backtest.png", x=steps)
+                    run.log_artifact(scratch / "backtest.png", "plots")
         results[arch_name] = metrics
         predictions[f"{arch_name}.csv"] = evaluation.predictions
         if evaluation.rollout:  # the naive framing has nothing to roll forward
             rollouts[f"{arch_name}.csv"] = evaluation.rollout
+    if backtest_path is not None:
+        write_csv(backtest_path, backtest_table(backtests))
     write_json(metrics_path, results)
     replace_dir(predictions_dir, predictions)
     replace_dir(rollouts_dir, rollouts)
     return results
+
+
+def backtest_table(backtests: dict[str, list[dict]]) -> list[dict]:
+    """{arch: backtest rows} -> one row per step ahead with every architecture's MAE (empty where
+    an architecture's longer window leaves it fewer steps)."""
+    longest = max(map(len, backtests.values()), default=0)
+    return [{"horizon": step, **{arch: rows[step - 1]["mae"] if step <= len(rows) else None
+                                 for arch, rows in backtests.items()}}
+            for step in range(1, longest + 1)]
 
 
 def _read_summary(path: Path) -> dict:

@@ -5,6 +5,18 @@ rollout treat them alike. The recurrent models and the transformer also accept o
 sequence (L, 1) -> (1,), which the `naive` framing needs. The scikit-learn baselines are fitted
 outside torch (see `training.fit_baseline`) and stored in torch modules, so they share the
 checkpoint format and the evaluation code with the neural models.
+
+Scaling (`train.scaling`) is part of the model, so that training, tuning, evaluation, rollouts,
+`sinernn predict` and the exported forecaster all apply it the same way. The data arrive scaled
+once with the train split's mean and deviation ("global"); `Normalised` then re-expresses each
+input window before the network sees it and maps the prediction back:
+
+    window: (x - mean(x)) / std(x) per window, out * std + mean      (reversible instance norm)
+    diff:   first differences / their train deviation, out * dev + last value
+
+so a series that drifts above every training value still reaches the network in the range it
+was trained on. The naive baselines (persistence, seasonal naive) are never wrapped: they are
+exact on any scale.
 """
 
 from __future__ import annotations
@@ -77,6 +89,33 @@ class LinearAutoregression(nn.Module):
         return self.linear(x[..., 0])  # (B, L) -> (B, 1)
 
 
+class Normalised(nn.Module):
+    """An inner model that sees each window re-expressed (see the module docstring)."""
+
+    EPS = 1e-5  # added to the window variance: a flat window becomes zeros, not NaN
+
+    def __init__(self, inner: nn.Module, scaling: str, diff_scale: float = 1.0):
+        super().__init__()
+        self.inner, self.scaling = inner, scaling
+        self.register_buffer("diff_scale", torch.tensor(float(diff_scale)))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, 1) windows -> what the inner model sees, and the (B, 1) shift and scale that
+        map its output back: prediction = inner output * scale + shift."""
+        if self.scaling == "window":
+            mean = x.mean(dim=-2)
+            std = torch.sqrt(x.var(dim=-2, correction=0) + self.EPS)
+            return (x - mean[..., None, :]) / std[..., None, :], mean, std
+        if self.scaling == "diff":
+            steps = (x[..., 1:, :] - x[..., :-1, :]) / self.diff_scale
+            return steps, x[..., -1, :], self.diff_scale.expand_as(x[..., -1, :])
+        raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {SCALINGS}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs, shift, scale = self.encode(x)
+        return self.inner(inputs) * scale + shift
+
+
 class Persistence(nn.Module):
     """Baseline: the next value equals the last one. Nothing to fit."""
 
@@ -84,17 +123,36 @@ class Persistence(nn.Module):
         return x[:, -1, :]  # (B, 1)
 
 
+class SeasonalNaive(nn.Module):
+    """Baseline: the next value equals the one a season ago (season 1 is persistence)."""
+
+    def __init__(self, season: int):
+        super().__init__()
+        self.season = season
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -self.season, :]  # (B, 1)
+
+
 KINDS = (*RecurrentRegressor.CELLS, "transformer", *BASELINE_KINDS)
+SCALINGS = ("global", "window", "diff")
+UNSCALED_KINDS = ("persistence", "seasonal_naive")  # exact on any scale: never wrapped
 
 
 def build_model(config: dict, seed: int = 0) -> nn.Module:
-    """config: an architecture's params plus "input_length" (the framed sequence length).
+    """config: an architecture's params plus "input_length" (the framed sequence length), and
+    optionally "scaling" (global when absent), "diff_scale" and, for seasonal naive, "season".
 
     The initial weights depend on `seed` alone; the global torch RNG is left as it was.
     """
+    scaling = config.get("scaling", "global")
+    wrapped = scaling != "global" and config.get("kind") not in UNSCALED_KINDS
+    if wrapped and scaling == "diff":  # the inner model reads W-1 differences
+        config = {**config, "input_length": config["input_length"] - 1}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _construct(config)
+        model = _construct(config)
+    return Normalised(model, scaling, config.get("diff_scale", 1.0)) if wrapped else model
 
 
 def _construct(config: dict) -> nn.Module:
@@ -110,4 +168,6 @@ def _construct(config: dict) -> nn.Module:
         return LinearAutoregression(config["input_length"])
     if kind == "persistence":
         return Persistence()
+    if kind == "seasonal_naive":
+        return SeasonalNaive(config["season"])
     raise ValueError(f"unknown architecture kind {kind!r}; valid kinds: {', '.join(KINDS)}")

@@ -105,7 +105,7 @@ def build_report(summary: dict, metrics: dict) -> str:
     if recurrent:
         out.append("")
         out.append("In the pipeline, on the clean sine: " + "; ".join(
-            f"{a} one-step test MSE {_g(m['test_mse'])}, 1000-step free-running rollout MSE {_g(m['rollout_mse_1000'])}"
+            f"{a} one-step test MSE {_g(m['test_mse'])}, 1000-step free-running rollout MSE {_g(m.get('rollout_mse_1000'))}"
             for a, m in recurrent.items()) + ".")
     out.append("")
 
@@ -176,7 +176,7 @@ def build_report(summary: dict, metrics: dict) -> str:
                 "|---|" + "---|" * len(next(iter(hard.values())))]
         for dataset, by_arch in hard.items():
             out.append(f"| {dataset} | " + " | ".join(
-                f"{_g(by_arch[a]['test_mse'])} / {_g(by_arch[a]['rollout_mse_1000'])}" for a in sorted(by_arch)) + " |")
+                f"{_g(by_arch[a]['test_mse'])} / {_g(by_arch[a].get('rollout_mse_1000'))}" for a in sorted(by_arch)) + " |")
     missing = [d for d in ("long_period", "random_freq") if d not in metrics]
     if missing:
         out += ["", f"Not trained in this run: {', '.join(missing)} (add them to `run.train_datasets`)."]

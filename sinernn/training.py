@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -18,7 +19,7 @@ from sinernn.config import BASELINE_KINDS, ArchConfig, TrainConfig
 from sinernn.data import Dataset
 from sinernn.errors import TrainingDiverged
 from sinernn.framing import Framed, frame
-from sinernn.models import LinearAutoregression, build_model
+from sinernn.models import LinearAutoregression, Normalised, build_model
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,25 @@ def train_model(
 
 
 def fit_baseline(model: nn.Module, train: Framed, val: Framed, alpha: float) -> TrainResult:
-    """Fit a scikit-learn baseline (closed form, one 'epoch') and report it like a training run."""
+    """Fit a scikit-learn baseline (closed form, one 'epoch') and report it like a training run.
+
+    The ridge regression is fitted on what its linear layer sees: under `window` or `diff`
+    scaling, the re-expressed windows against the targets re-expressed the same way.
+    """
     from sklearn.linear_model import Ridge  # imported here: only the baseline stages pay for it
 
     started = time.perf_counter()
-    if isinstance(model, LinearAutoregression):
-        inputs = train.inputs[..., 0].numpy()  # (N, L)
-        ridge = Ridge(alpha=alpha).fit(inputs, train.targets[:, 0].numpy())
+    linear, inputs, targets = model, train.inputs, train.targets
+    if isinstance(model, Normalised):
+        linear = model.inner
         with torch.no_grad():
-            model.linear.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32)[None, :])
-            model.linear.bias.fill_(float(ridge.intercept_))
+            inputs, shift, scale = model.encode(train.inputs)
+            targets = (train.targets - shift) / scale
+    if isinstance(linear, LinearAutoregression):
+        ridge = Ridge(alpha=alpha).fit(inputs[..., 0].numpy().astype("float64"), targets[:, 0].numpy().astype("float64"))
+        with torch.no_grad():
+            linear.linear.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32)[None, :])
+            linear.linear.bias.fill_(float(ridge.intercept_))
     train_loss, val_loss = mean_loss(model, train), mean_loss(model, val)
     stats = EpochStats(1, train_loss, val_loss, 0.0, 0.0)
     return TrainResult([stats], 1, val_loss, time.perf_counter() - started)
@@ -176,11 +186,26 @@ class Fitted:
     val_set: Framed
 
 
-def prepare(arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, seed: int) -> Prepared:
-    """Frame the dataset and build the (seeded) model, ready for `fit`."""
+def diff_scale(dataset: Dataset) -> float:
+    """The deviation of the train split's one-step differences, in globally scaled units: what
+    `diff` scaling divides them by so that the network sees values of order one."""
+    steps = dataset.scale(dataset.splits["train"].observed)
+    return float(np.diff(steps, axis=1).std()) or 1.0
+
+
+def prepare(arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, seed: int, season: int = 1) -> Prepared:
+    """Frame the dataset and build the (seeded) model, ready for `fit`.
+
+    The model config records everything a forecast needs to rebuild it: the input length, the
+    scaling (and its train-fitted difference scale) and, for seasonal naive, the season.
+    """
     train_set = frame(dataset, "train", cfg.framing, cfg.window)
     val_set = frame(dataset, "val", cfg.framing, cfg.window)
-    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2])}
+    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2]), "scaling": cfg.scaling}
+    if cfg.scaling == "diff":
+        model_config["diff_scale"] = diff_scale(dataset)
+    if arch.kind == "seasonal_naive":
+        model_config["season"] = season
     return Prepared(build_model(model_config, seed=seed), model_config, train_set, val_set)
 
 
@@ -205,9 +230,10 @@ def fit_architecture(
     seed: int,
     on_epoch: list[EpochCallback] | None = None,
     description: str = "train",
+    season: int = 1,
 ) -> Fitted:
     """Frame, build, then train (or fit, for a baseline). The train stage and every Optuna trial
     go through here, so a tuned value means the same thing in both."""
-    prepared = prepare(arch, cfg, dataset, seed)
+    prepared = prepare(arch, cfg, dataset, seed, season)
     result = fit(prepared, arch, cfg, seed, on_epoch, description)
     return Fitted(prepared.model, prepared.model_config, result, prepared.val_set)

@@ -218,7 +218,8 @@ def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
     tune["space"] = params.tune.space_for(arch_name).model_dump()  # this architecture's space only
     key = {
         "seed": params.seed, "arch": params.architectures[arch_name].model_dump(),
-        "train": params.train.model_dump(exclude={"threads"}), "tune": tune, "data": dataset_hash,
+        "train": params.train_for(params.tune.dataset).model_dump(exclude={"threads"}), "tune": tune,
+        "data": dataset_hash,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.mlflow.experiment}-{arch_name}-{digest}"
@@ -228,7 +229,7 @@ def make_study(storage, name: str, params: Params, sampler_seed: int, load_if_ex
     import optuna
 
     tune = params.tune
-    epochs = tune.max_epochs or params.train.max_epochs
+    epochs = tune.max_epochs or params.train_for(tune.dataset).max_epochs
     if tune.pruner == "median":
         # warm-up: the first epochs of every trial look alike; judging them prunes at random
         pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=max(1, epochs // 6))
@@ -311,8 +312,9 @@ class Objective:
             raise SurplusTrial(f"trial {trial.number} is beyond n_trials={tune.n_trials}")
 
         arch = self.params.architectures[self.arch_name]
-        overrides = suggest(trial, tune.space_for(self.arch_name), arch, self.params.train)
-        arch, cfg = apply_tuned(arch, self.params.train, overrides)
+        base = self.params.train_for(tune.dataset)  # with the tuned dataset's own settings
+        overrides = suggest(trial, tune.space_for(self.arch_name), arch, base)
+        arch, cfg = apply_tuned(arch, base, overrides)
         if tune.max_epochs:
             cfg = cfg.model_copy(update={"max_epochs": tune.max_epochs})
         epochs = 0
@@ -559,7 +561,8 @@ def best_overrides(study, params: Params, arch_name: str) -> dict:
     import optuna
 
     arch = params.architectures[arch_name]
-    return suggest(optuna.trial.FixedTrial(study.best_trial.params), params.tune.space_for(arch_name), arch, params.train)
+    return suggest(optuna.trial.FixedTrial(study.best_trial.params), params.tune.space_for(arch_name), arch,
+                   params.train_for(params.tune.dataset))
 
 
 def trial_rows(study) -> list[dict]:

@@ -26,6 +26,7 @@ def tiny_raw_params() -> dict:
         elif ds["source"] == "random_freq":
             ds.update(n_train_series=8, n_val_series=4, n_test_series=2, train_length=40, test_length=1040)
     raw["train"].update(window=16, max_epochs=3, batch_size=64)
+    raw["evaluate"].update(backtest_stride=100)  # 11 backtest origins on a 1040-value test split
     raw["run"].update(train_datasets=["clean"])
     # A dead trial is noticed after 2 x 1 + 5 seconds, not the default's 80.
     raw["tune"].update(n_trials=3, max_epochs=3, startup_trials=1, heartbeat_interval=1, sqlite_lock_wait=5)

@@ -26,7 +26,13 @@ def test_the_shipped_params_are_valid():
         (lambda p: p["run"].update(architectures=["rnn", "xlstm"]), "unknown architecture 'xlstm'"),
         (lambda p: p["run"].update(datasets=["clean", "stocks"]), "unknown dataset 'stocks'"),
         (lambda p: p["run"].update(train_datasets=["long_period"], datasets=["clean"]), "run.train_datasets"),
-        (lambda p: p["datasets"]["clean"].update(n_test=100), "datasets.clean.n_test is 100"),
+        (lambda p: p["datasets"]["random_freq"].update(test_length=10), "datasets.random_freq.test_length (10)"),
+        (lambda p: p["datasets"]["clean"].update(train={"window": 4, "scaling": "sideways"}), "datasets.clean.train.scaling"),
+        (lambda p: p["datasets"]["clean"].update(season=40), "datasets.clean.season (40) exceeds its window (16)"),
+        (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["train"].update(framing="time_to_value"),
+         "datasets.clean.train.scaling diff re-expresses input windows"),
+        (lambda p: p["evaluate"].update(horizons=[10, 1]), "evaluate.horizons: must be increasing"),
+        (lambda p: p["registry"].update(metric="rollout_mse_50"), "registry.metric is 'rollout_mse_50'"),
         (lambda p: p["datasets"]["random_freq"].update(period_min=90.0), "period_min"),
         (lambda p: p["datasets"]["sample_csv"].update(test_fraction=0.9), "val_fraction + test_fraction"),
         (lambda p: p["datasets"]["sample_csv"].update(path="/etc/passwd"), "data/external/"),
@@ -71,17 +77,20 @@ def test_missing_and_malformed_params_files(tmp_path):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        # train.window is 16 in the tiny params: a split of 16 values holds no (window, next) pair
+        # train.window is 16 in the tiny params: a train split of 16 values holds no (window, next) pair
         (lambda p: p["datasets"]["clean"].update(n_train=16), "datasets.clean.n_train (16) must exceed the longest window"),
-        (lambda p: p["datasets"]["noisy"].update(n_val=10), "datasets.noisy.n_val (10) must exceed the longest window"),
+        # ... and neither does a dataset's own longer window
+        (lambda p: p["datasets"]["clean"].update(train={"window": 300}), "datasets.clean.n_train (300) must exceed the longest window (300, datasets.clean.train.window)"),
+        # separate series (random_freq) have no history before a split: every split needs a window
+        (lambda p: p["datasets"]["random_freq"].update(train_length=16), "datasets.random_freq.train_length (16) must exceed"),
         # a tuning trial may draw any window up to tune.space.window.high
-        (lambda p: p["tune"]["space"].update(window={"low": 8, "high": 120}), "datasets.clean.n_val (100) must exceed"),
+        (lambda p: p["tune"]["space"].update(window={"low": 8, "high": 300}), "datasets.clean.n_train (300) must exceed the longest window (300, tune.space.window.high)"),
         # the memory measurement frames diagnose.memory_dataset with each of these windows
-        (lambda p: p["diagnose"].update(memory_windows=[2, 100]), "datasets.noisy.n_val (100) must exceed the longest window (100, diagnose.memory_windows)"),
+        (lambda p: p["diagnose"].update(memory_windows=[2, 300]), "datasets.noisy.n_train (300) must exceed the longest window (300, diagnose.memory_windows)"),
         # the corrected examples frame the published data, whose val and test splits hold 150 values
         (lambda p: p["diagnose"].update(corrected_window=150), "diagnose.corrected_window"),
     ],
-    ids=["n_train", "n_val", "tune-window", "memory-window", "corrected-window"],
+    ids=["n_train", "dataset-window", "random-freq", "tune-window", "memory-window", "corrected-window"],
 )
 def test_a_window_as_long_as_its_data_is_rejected(raw_params, mutate, expected):
     mutate(raw_params)

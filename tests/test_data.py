@@ -184,12 +184,12 @@ def test_a_csv_path_with_dotdot_is_refused_before_reading(tmp_path):
         CsvSource(source="csv", path="data/external/../../etc/passwd", column="value")
 
 
-def test_a_memory_window_longer_than_a_csv_split_is_a_clear_error(tmp_path, params):
+def test_a_memory_window_longer_than_a_csv_train_split_is_a_clear_error(tmp_path, params):
     from sinernn import experiments
 
     cfg = _csv(tmp_path, "value\n" + "".join(f"{math.sin(i / 5)}\n" for i in range(400)))
-    dataset = data.generate("mine", cfg, 0, window=16, project_root=tmp_path)  # val and test: 60 values
+    dataset = data.generate("mine", cfg, 0, window=16, project_root=tmp_path)  # train: 280 values
     raw = params.model_dump()
-    raw["diagnose"]["memory_windows"] = [8, 60]
-    with pytest.raises(DataError, match=r"diagnose\.memory_windows: window 60 .* 'mine'"):
+    raw["diagnose"]["memory_windows"] = [8, 280]
+    with pytest.raises(DataError, match=r"diagnose\.memory_windows: window 280 .* 'mine' has 280 in its train"):
         experiments.memory(type(params).model_validate(raw), dataset)

@@ -127,3 +127,49 @@ def test_default_store_follows_dvc_root(monkeypatch, tmp_path):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
     assert project_root() == tmp_path / "repo"
     assert default_tracking_uri(project_root()) == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
+
+
+def test_a_dataset_s_own_window_and_scaling_reach_training_evaluation_the_export_and_predict(tracked, tmp_path, raw_params):
+    raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "window"}
+    raw_params["datasets"]["clean"]["season"] = 5
+    raw_params["run"]["architectures"] = ["gru", "seasonal_naive"]
+    params = parse_params(raw_params)
+    npz = tmp_path / "data/processed/clean.npz"
+    jobs.generate_job(params, "clean", npz)
+    for arch in params.run.architectures:
+        summary = jobs.train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"h/{arch}.csv")
+        assert (summary["window"], summary["scaling"]) == (8, "window")  # params.yaml's train: 16, global
+    results = jobs.evaluate_job(params, "clean", npz, tmp_path / "models/clean", tmp_path / "eval.json",
+                                tmp_path / "predictions", tmp_path / "rollouts", tmp_path / "backtests.csv")
+    assert all(metrics["backtest_mase_100"] is not None for metrics in results.values())
+    header = (tmp_path / "backtests.csv").read_text().splitlines()[0]
+    assert header == "horizon,gru,seasonal_naive"  # for dvc plots: MAE against steps ahead
+
+    # predict reads the window from the model: 8 values, not train.window's 16
+    write_params(tmp_path / "params.yaml", raw_params)
+
+    def predict(values):
+        return subprocess.run([sys.executable, "-m", "sinernn.cli", "predict", "--model", "models/clean/gru/model.pt",
+                               "--horizon", "2"], input="value\n" + "\n".join(map(str, values)) + "\n",
+                              capture_output=True, text=True, cwd=tmp_path)
+    short = predict([1.0] * 7)
+    assert short.returncode != 0 and "needs the last 8" in short.stderr
+    assert predict([1.0] * 8).stdout.splitlines()[0] == "step,prediction"
+    eval_run = _runs(tracked, "evaluate-clean-gru")[0]
+    steps = MlflowClient(tracked).get_metric_history(eval_run.info.run_id, "backtest_mae_by_horizon")
+    assert [m.step for m in steps][:3] == [1, 2, 3]
+
+
+def test_tuning_trains_with_the_tuned_dataset_s_own_settings(tracked, tmp_path, raw_params, monkeypatch):
+    from sinernn import training
+
+    raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "diff"}
+    raw_params["tune"].update(n_trials=1)
+    params = parse_params(raw_params)
+    npz = tmp_path / "data/processed/clean.npz"
+    jobs.generate_job(params, "clean", npz)
+    seen = []
+    real_fit = training.fit_architecture
+    monkeypatch.setattr(training, "fit_architecture", lambda arch, cfg, *args, **kw: seen.append(cfg) or real_fit(arch, cfg, *args, **kw))
+    jobs.tune_job(params, "rnn", npz, tmp_path / "tuned/rnn.json")
+    assert seen and all((cfg.window, cfg.scaling) == (8, "diff") for cfg in seen)

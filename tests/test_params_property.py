@@ -68,8 +68,10 @@ def _sine(rng: random.Random, window: int, test_window: int) -> dict:
         "phase": rng.uniform(-math.pi, math.pi),
         "noise_std": rng.choice([0.0, rng.uniform(0, 0.5)]),
         "n_train": _longer_than(rng, window),
-        "n_val": _longer_than(rng, window),
-        "n_test": test_window + 1000 + rng.choice([0, rng.randint(0, 20)]),
+        # validation and test windows reach back into the split before: one value is enough
+        "n_val": rng.choice([1, rng.randint(1, 5), _longer_than(rng, window)]),
+        "n_test": rng.choice([1, rng.randint(1, 50), test_window + 1000 + rng.randint(0, 20)]),
+        "trend": rng.choice([0.0, 0.0, rng.uniform(-0.1, 0.1)]),
         "snapshot": snapshot,
         "period_drift": rng.choice([0.0, rng.uniform(lowest, 0.5)]),
         "phase_drift": rng.choice([0.0, rng.uniform(-3, 3)]),
@@ -89,7 +91,7 @@ def _random_freq(rng: random.Random, window: int, test_window: int) -> dict:
         "n_val_series": rng.randint(1, 3),
         "n_test_series": rng.randint(1, 2),
         "train_length": _longer_than(rng, window),
-        "test_length": test_window + 1000 + rng.choice([0, rng.randint(0, 20)]),
+        "test_length": _longer_than(rng, test_window),
         "snapshot": rng.choice([0, 0, 1, 5]),
     }
 
@@ -110,6 +112,11 @@ def draw_params(rng: random.Random, kind: str) -> dict:
     memory_windows = sorted(rng.sample(range(1, 17), rng.randint(1, 3)))
     fits = max(longest, *memory_windows)  # the dataset is also diagnose.memory_dataset
     source = rng.choice([_sine, _sine, _sine, _random_freq, _random_freq, _csv])(rng, fits, fits)
+    # the dataset's own training settings and season (seasonal naive reads a season back in its window)
+    scalings = ["global"] + (["window"] if framing == "window" else []) + (["diff"] if framing == "window" and window > 1 else [])
+    source["season"] = rng.randint(1, window)
+    source["train"] = rng.choice([{}, {"scaling": rng.choice(scalings)}, {"batch_size": rng.randint(1, 64)},
+                                  {"max_epochs": 1, "scaling": rng.choice(scalings)}])
     datasets = {dataset: source}
     gradient = dataset
     if source["source"] != "sine":  # diagnose.gradient_dataset must be a sine
@@ -123,6 +130,7 @@ def draw_params(rng: random.Random, kind: str) -> dict:
         "architectures": {arch: _arch(rng, kind), helper: _arch(rng, "lstm")},
         "train": {
             "framing": framing, "window": window, "batch_size": rng.choice([1, 2, 7, 64, 512]),
+            "scaling": rng.choice(scalings),
             "max_epochs": rng.randint(1, 2), "lr": 10 ** rng.uniform(-4, -1.3),
             "lr_schedule": rng.choice(["cosine", "plateau", "none"]), "grad_clip": rng.choice([0.0, 0.5, 1.0, 5.0]),
             "patience": rng.randint(1, 3), "threads": rng.randint(1, 2),
@@ -152,7 +160,7 @@ def _trained_synthetic(raw: dict) -> tuple[str, dict]:
 # One way each to leave the accepted ranges; each returns the key the error must name.
 def _window_too_long(raw, rng):
     name, ds = _trained_synthetic(raw)
-    key = rng.choice(["n_train", "n_val"] if ds["source"] == "sine" else ["train_length"])
+    key = "n_train" if ds["source"] == "sine" else rng.choice(["train_length", "test_length"])
     ds[key] = rng.randint(1, raw["train"]["window"])
     raw["tune"]["space"]["window"] = None
     raw["diagnose"]["memory_windows"] = [1]
@@ -160,7 +168,7 @@ def _window_too_long(raw, rng):
 
 
 def _tune_window_too_long(raw, rng):
-    shortest = min(ds[k] for ds in raw["datasets"].values() for k in ("n_train", "n_val", "train_length") if k in ds)
+    shortest = min(ds[k] for ds in raw["datasets"].values() for k in ("n_train", "train_length", "test_length") if k in ds)
     raw["tune"]["space"]["window"] = {"low": 1, "high": shortest + rng.randint(0, 5)}
     return "tune.space.window.high"
 
@@ -168,18 +176,20 @@ def _tune_window_too_long(raw, rng):
 def _memory_window_too_long(raw, rng):
     name, ds = _trained_synthetic(raw)
     raw["diagnose"]["memory_dataset"] = name
-    shortest = min(ds[k] for k in ("n_train", "n_val", "train_length") if k in ds)
+    shortest = min(ds[k] for k in ("n_train", "train_length", "test_length") if k in ds)
     raw["diagnose"]["memory_windows"] = [2, shortest + rng.randint(0, 5)]
     return "diagnose.memory_windows"
 
 
-def _test_too_short(raw, rng):
-    name, ds = _trained_synthetic(raw)
-    key = "n_test" if ds["source"] == "sine" else "test_length"
-    space = raw["tune"]["space"]["window"]
-    longest = max(raw["train"]["window"], space["high"] if space else 0)
-    ds[key] = rng.randint(1, longest + 1000 - 1)  # the rollout: one window, then 1000 steps
-    return f"datasets.{name}.{key}"
+def _season_beyond_the_window(raw, rng):
+    name = _trained(raw)[0]
+    ds = raw["datasets"][name]
+    raw["architectures"]["naive-season"] = {"kind": "seasonal_naive"}
+    raw["run"]["architectures"].append("naive-season")
+    raw["train"]["framing"] = "window"
+    ds["season"] = raw["train"]["window"] + rng.randint(1, 10)
+    ds["train"].pop("window", None)
+    return f"datasets.{name}.season"
 
 
 def _period_drifts_to_zero(raw, rng):
@@ -227,7 +237,7 @@ def _not_positive(raw, rng):
     return key
 
 
-MUTATIONS = [_window_too_long, _tune_window_too_long, _memory_window_too_long, _test_too_short,
+MUTATIONS = [_window_too_long, _tune_window_too_long, _memory_window_too_long, _season_beyond_the_window,
              _period_drifts_to_zero, _bad_name, _too_many_threads, _too_many_workers,
              _csv_out_of_data_external, _corrected_window_too_long, _not_positive]
 

@@ -15,6 +15,7 @@ from sinernn.models import build_model
 from sinernn.training import fit_baseline, train_model
 
 WINDOW = 16
+HORIZONS = [100, 1000]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_ridge_is_exact_on_a_clean_sine(clean):
     train, val = _sets(clean)
     model = _model("ridge")
     fit_baseline(model, train, val, alpha=1e-8)
-    metrics = evaluate(model, clean, "window", WINDOW).metrics
+    metrics = evaluate(model, clean, "window", WINDOW, HORIZONS).metrics
     assert metrics["test_mse"] < 1e-8
     assert metrics["rollout_mse_100"] < 1e-6
 
@@ -108,7 +109,7 @@ def test_noise_floor_ratio_of_the_truth_is_one(noisy):
         def forward(self, x):
             return x[:, -1, :] * 0
 
-    metrics = evaluate(Oracle(), noisy, "window", WINDOW).metrics
+    metrics = evaluate(Oracle(), noisy, "window", WINDOW, HORIZONS).metrics
     assert metrics["noise_floor_ratio"] == pytest.approx(metrics["test_mse"] / 0.01)
     assert metrics["rollout_mse_100"] is not None and metrics["rollout_mse_1000"] is not None
 
@@ -117,7 +118,7 @@ def test_time_to_value_cannot_extrapolate(clean):
     train, val = _sets(clean, "time_to_value")
     model = build_model({"kind": "lstm", "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "input_length": 1}, 0)
     train_model(model, train, val, TrainConfig(framing="time_to_value", max_epochs=5, batch_size=32), seed=0)
-    metrics = evaluate(model, clean, "time_to_value", WINDOW).metrics
+    metrics = evaluate(model, clean, "time_to_value", WINDOW, HORIZONS).metrics
     assert metrics["rollout_mse_1000"] > 0.1  # beyond the training times it does not know the sine
 
 
@@ -126,7 +127,7 @@ def test_naive_framing_broadcasts_and_learns_only_a_constant(clean):
     model = _model("rnn")
     with pytest.warns(UserWarning, match="target size"):
         train_model(model, train, val, TrainConfig(framing="naive", max_epochs=30, lr=0.01), seed=0)
-    metrics = evaluate(model, clean, "naive", WINDOW).metrics
+    metrics = evaluate(model, clean, "naive", WINDOW, HORIZONS).metrics
     variance = float(np.var(clean.splits["test"].observed))
     assert metrics["test_mse"] > 0.5 * variance  # no better than predicting the mean
     assert metrics["rollout_mse_100"] is None
