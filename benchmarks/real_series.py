@@ -12,8 +12,8 @@ shortens a trial run) and its own window:
   trend_sine  a sine of period 25 plus a trend steep enough that the whole test split lies above
               every train value, plus a little noise; the params' window
   clean, noisy  the pipeline's own sines from params.yaml
-The real series are written as CSVs (ISO dates; sunspots' years as numbers, since 1 January has
-no regular step in days; gaps left empty) under a temporary project's data/external/ and read by
+The real series are written as CSVs (co2 with ISO dates, sunspots with its years as numbers, as
+statsmodels gives them; gaps left empty) under a temporary project's data/external/ and read by
 the pipeline's CSV source; everything is trained in this process by the pipeline's own
 fit_architecture and evaluate. Nothing goes to MLflow or DVC.
 

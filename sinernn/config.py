@@ -459,7 +459,7 @@ class EvaluateConfig(Strict):
         return horizons
 
 
-REGISTRY_METRIC = re.compile(r"test_mse|test_mae|rollout_mse_([0-9]+)")
+REGISTRY_METRIC = re.compile(r"test_mse|test_mae|rollout_mse_([1-9][0-9]*)")
 
 
 class RegistryConfig(Strict):
@@ -569,14 +569,28 @@ class Params(Strict):
 
     def _scaling_fits_the_framing(self) -> None:
         kinds = {self.architectures[a].kind for a in self.run.architectures}
+        if "seasonal_naive" in kinds and self.train.framing != "window":
+            raise ValueError(f"the seasonal_naive baseline reads a season back in its input window: it needs "
+                             f"train.framing window (got {self.train.framing})")
+        lows = [space.window.low for space in map(self.tune.space_for, self.architectures) if space.window]
         for name in self.run.datasets:
             cfg, where = self.train_for(name), f"datasets.{name}.train" if self.datasets[name].train.scaling else "train"
             if cfg.scaling != "global" and cfg.framing != "window":
                 raise ValueError(f"{where}.scaling {cfg.scaling} re-expresses input windows: it needs train.framing "
                                  f"window (got {cfg.framing})")
-            if cfg.scaling == "diff" and cfg.window < 2:
-                raise ValueError(f"scaling diff needs a window of at least 2 values on dataset {name!r}")
+            # one value has no deviation (window) and no difference (diff)
+            windows = {"the window": cfg.window, "tune.space.window.low": min(lows, default=cfg.window)}
+            if name == self.diagnose.memory_dataset:
+                windows["diagnose.memory_windows"] = min(self.diagnose.memory_windows)
+            for key, shortest in windows.items():
+                if cfg.scaling != "global" and shortest < 2:
+                    raise ValueError(f"{where}.scaling {cfg.scaling} needs windows of at least 2 values on dataset "
+                                     f"{name!r} ({key} is {shortest})")
             season = self.datasets[name].season
+            train_length = getattr(self.datasets[name], "n_train", getattr(self.datasets[name], "train_length", None))
+            if train_length is not None and season >= train_length:
+                raise ValueError(f"datasets.{name}.season ({season}) must be shorter than its train split "
+                                 f"({train_length}): the backtest's MASE is scaled by the naive error within it")
             if "seasonal_naive" in kinds and name in self.run.train_datasets and season > cfg.window:
                 raise ValueError(f"datasets.{name}.season ({season}) exceeds its window ({cfg.window}): the "
                                  f"seasonal-naive baseline reads the value a season back from its input window")

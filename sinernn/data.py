@@ -181,8 +181,8 @@ def _parse_stamp(cell: str, like: float | datetime | None) -> float | datetime |
         return number if math.isfinite(number) and not isinstance(like, datetime) else None
     except ValueError:
         pass
-    try:
-        stamp = datetime.fromisoformat(cell)
+    try:  # a month alone (ISO 8601's reduced precision, 1958-03) is its first day
+        stamp = datetime.fromisoformat(cell + "-01" if len(cell) == 7 and cell[4] == "-" else cell)
     except ValueError:
         return None
     if like is None or (isinstance(like, datetime) and (like.tzinfo is None) == (stamp.tzinfo is None)):
@@ -291,10 +291,13 @@ def _csv_splits(name: str, cfg: CsvSource, project_root: Path, window: int) -> t
     n_test = int(len(values) * cfg.test_fraction)
     n_val = int(len(values) * cfg.val_fraction)
     n_train = len(values) - n_val - n_test
-    if min(n_train, n_val, n_test) <= window:
+    # Validation and test windows reach back into the split before them (Dataset.history): those
+    # splits need one value each, the train split more than a window.
+    if n_train <= window or min(n_val, n_test) < 1:
         raise DataError(
             f"{path} has {len(values)} values: too short for window {window} "
-            f"(train/val/test would get {n_train}/{n_val}/{n_test}; each needs more than {window})"
+            f"(train/val/test would get {n_train}/{n_val}/{n_test}; train needs more than {window} "
+            f"values, validation and test at least one)"
         )
     time = np.arange(len(values), dtype=np.float64)
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, None)}

@@ -67,7 +67,7 @@ def rollout(model: nn.Module, seed_windows: np.ndarray, steps: int) -> np.ndarra
     return outputs.numpy()
 
 
-def _seeded_test(dataset: Dataset, window: int, season: int = 1):
+def seeded_test(dataset: Dataset, window: int, season: int = 1):
     """The test split behind its history, and the index of the first value a forecast may target
     (after a full window, and a season, of values)."""
     joined, _ = dataset.with_history("test", max(window, season))
@@ -78,7 +78,7 @@ def _seeded_test(dataset: Dataset, window: int, season: int = 1):
 def _free_running(model: nn.Module, dataset: Dataset, framing: str, window: int, steps: int):
     """(S, steps) unscaled forecasts from the first target of the test split on, the clean truth
     beside them, or (None, None) where not defined."""
-    joined, start = _seeded_test(dataset, window)
+    joined, start = seeded_test(dataset, window)
     steps = min(steps, joined.observed.shape[1] - start)  # what the test split holds
     if steps < 1 or framing == "naive":
         return None, None
@@ -98,7 +98,7 @@ def backtest(model: nn.Module, dataset: Dataset, window: int, horizons: list[int
     """Rolling-origin forecasts over the test split: one row per step ahead 1..H (H: the longest
     horizon the split holds) with MSE, MAE, MASE and the seasonal-naive MAE from the same origins;
     and the horizons the split cannot hold."""
-    joined, start = _seeded_test(dataset, window, season)
+    joined, start = seeded_test(dataset, window, season)
     observed = joined.observed
     length = observed.shape[1]
     longest = min(max(horizons), length - start)
@@ -108,7 +108,8 @@ def backtest(model: nn.Module, dataset: Dataset, window: int, horizons: list[int
     seeds = np.stack([observed[:, o - window : o] for o in origins], axis=1).reshape(-1, window)  # (S*O, W)
     forecast = dataset.unscale(rollout(model, dataset.scale(seeds), longest)).reshape(len(observed), len(origins), longest)
     train = dataset.splits["train"].observed
-    scale = float(np.mean(np.abs(train[:, season:] - train[:, :-season])))
+    # (a season as long as the train split leaves no in-sample naive error to scale by: no MASE)
+    scale = float(np.mean(np.abs(train[:, season:] - train[:, :-season]))) if train.shape[1] > season else 0.0
     rows = []
     for h in range(1, longest + 1):
         usable = origins + h <= length  # origins with a truth h steps ahead
@@ -166,8 +167,13 @@ def evaluate(model: nn.Module, dataset: Dataset, framing: str, window: int, hori
                 metrics[f"backtest_{key}_{horizon}"] = row.get(key)
         skipped += [f"backtest_*_{h}" for h in too_long]
     rollout_table = _table(clean[0], forecast[0]) if forecast is not None else []
+    notes = []
     if skipped:
         length = dataset.splits["test"].observed.shape[1]
-        skipped = [f"{', '.join(skipped)}: the test split holds {length} values, fewer than the horizon "
-                   f"after the values that seed the forecast"]
-    return Evaluation(metrics, _table(truth[:PLOT_POINTS], prediction[:PLOT_POINTS]), rollout_table, rows, skipped)
+        held = min(held, max((row["horizon"] for row in rows), default=held)) if rows else held
+        notes.append(f"{', '.join(skipped)}: the test split ({length} values) holds forecasts of at most {held} steps")
+    diverged = [key for key, value in metrics.items() if value is not None and not np.isfinite(value)]
+    if diverged:  # JSON has no inf or NaN: a forecast that blew up is named, its figures left out
+        metrics.update(dict.fromkeys(diverged))
+        notes.append(f"{', '.join(diverged)}: not finite (the forecast diverged)")
+    return Evaluation(metrics, _table(truth[:PLOT_POINTS], prediction[:PLOT_POINTS]), rollout_table, rows, notes)

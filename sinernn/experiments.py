@@ -57,8 +57,9 @@ def corrected_examples(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> li
     dataset = _published_as_dataset(cfg.corrected_window)
     results = []
     for number, (arch, lr) in EXAMPLE_ARCHS.items():
+        # global scaling, as for the pipeline's own sines: only the framing differs from the examples
         config = train.model_copy(update={"lr": lr, "window": cfg.corrected_window, "max_epochs": cfg.corrected_epochs,
-                                          "framing": "window"})
+                                          "framing": "window", "scaling": "global"})
         fitted = fit_architecture(RecurrentArch(**arch), config, dataset, seed, description=f"corrected {number}")
         test = frame(dataset, "test", "window", cfg.corrected_window)
         with torch.no_grad():
@@ -136,9 +137,11 @@ def extrapolation(params: Params, dataset: Dataset) -> list[dict]:
     arch = params.architectures[cfg.extrapolation_arch]
     results = []
     for framing in ("time_to_value", "window"):
-        config = params.train.model_copy(update={"framing": framing, "max_epochs": cfg.extrapolation_epochs})
+        # the dataset's own settings (its scaling applies to the window framing only)
+        config = params.train_for(cfg.extrapolation_dataset).model_copy(
+            update={"framing": framing, "max_epochs": cfg.extrapolation_epochs})
         fitted = fit_architecture(arch, config, dataset, params.seed, description=framing)
-        metrics = evaluate(fitted.model, dataset, framing, params.train.window).metrics
+        metrics = evaluate(fitted.model, dataset, framing, config.window).metrics
         results.append({"framing": framing, "architecture": cfg.extrapolation_arch,
                         "val_mse_scaled": fitted.result.best_val_loss, "test_mse": metrics["test_mse"],
                         "test_variance": float(np.var(dataset.splits["test"].observed))})
@@ -156,7 +159,8 @@ def memory(params: Params, dataset: Dataset) -> list[dict]:
     check_window(dataset, max(cfg.memory_windows), "diagnose.memory_windows")
     results = []
     for window in cfg.memory_windows:
-        config = params.train.model_copy(update={"window": window, "max_epochs": cfg.memory_epochs, "framing": "window"})
+        config = params.train_for(cfg.memory_dataset).model_copy(
+            update={"window": window, "max_epochs": cfg.memory_epochs, "framing": "window"})
         fitted = fit_architecture(arch, config, dataset, params.seed, description=f"W={window}")
         metrics = evaluate(fitted.model, dataset, "window", window).metrics
         results.append({"window": window, "architecture": cfg.memory_arch, "test_mse": metrics["test_mse"],

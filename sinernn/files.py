@@ -175,12 +175,13 @@ def write_npz(target: str | Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(member, buffer.getvalue())
 
 
-def write_csv(target: str | Path, rows: list[dict]) -> None:
-    """Rows of equal keys as CSV with a header (the format `dvc plots` reads)."""
+def write_csv(target: str | Path, rows: list[dict], header: list[str] | None = None) -> None:
+    """Rows of equal keys as CSV with a header (the format `dvc plots` reads); `header` names the
+    columns when there may be no row."""
     import csv
 
     with atomic_path(target) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer = csv.DictWriter(handle, fieldnames=header or (list(rows[0]) if rows else []))
         writer.writeheader()
         writer.writerows(rows)
 

@@ -54,8 +54,11 @@ def train_job(
 
     dataset, manifest = data.load(data_path)
     tuned = read_tuned(tuned_path) if tuned_path else {}
-    # params.yaml's train, then the dataset's own settings, then the tuned values
+    # params.yaml's train, then the dataset's own settings, then the tuned values; on a dataset the
+    # search did not run on, its own settings win again (a window tuned on another series is not its)
     arch, cfg = apply_tuned(params.architectures[arch_name], params.train_for(dataset_name), tuned)
+    if dataset_name != params.tune.dataset:
+        cfg = cfg.model_copy(update=params.datasets[dataset_name].train.model_dump(exclude_none=True))
     torch.set_num_threads(cfg.threads)
 
     tags = {
@@ -175,8 +178,8 @@ def evaluate_job(
 ) -> dict:
     """Score every architecture of `run.architectures` trained on one dataset.
 
-    backtest_path: a CSV of the backtest MAE per step ahead (one column per architecture, and the
-    seasonal-naive forecast's), for `dvc plots`.
+    backtest_path: a CSV of the backtest MAE per step ahead, one column per architecture, for
+    `dvc plots`.
     """
     from sinernn.checkpoint import load_checkpoint
     from sinernn.evaluation import evaluate
@@ -225,8 +228,8 @@ def evaluate_job(
         predictions[f"{arch_name}.csv"] = evaluation.predictions
         if evaluation.rollout:  # the naive framing has nothing to roll forward
             rollouts[f"{arch_name}.csv"] = evaluation.rollout
-    if backtest_path is not None:
-        write_csv(backtest_path, backtest_table(backtests))
+    if backtest_path is not None:  # (no backtest at all, e.g. under time_to_value: a header only)
+        write_csv(backtest_path, backtest_table(backtests), header=["horizon", *backtests])
     write_json(metrics_path, results)
     replace_dir(predictions_dir, predictions)
     replace_dir(rollouts_dir, rollouts)
@@ -348,8 +351,8 @@ def diagnose_setup(params: Params, dataset_name: str, arch_name: str, framing: s
 
     dataset, _ = data.load(data_path)
     arch = params.architectures[arch_name]
-    cfg = params.train.model_copy(update={"framing": framing, "max_epochs": epochs})
-    prepared = prepare(arch, cfg, dataset, params.seed)
+    cfg = params.train_for(dataset_name).model_copy(update={"framing": framing, "max_epochs": epochs})
+    prepared = prepare(arch, cfg, dataset, params.seed, params.datasets[dataset_name].season)
     losses, failure = [], None
     try:
         result = fit(prepared, arch, cfg, params.seed, description=f"diagnose {arch_name}")

@@ -147,6 +147,8 @@ def build_model(config: dict, seed: int = 0) -> nn.Module:
     """
     scaling = config.get("scaling", "global")
     wrapped = scaling != "global" and config.get("kind") not in UNSCALED_KINDS
+    if wrapped and config["input_length"] < 2:  # one value has no deviation and no difference
+        raise ValueError(f"scaling {scaling} needs input windows of at least 2 values (got {config['input_length']})")
     if wrapped and scaling == "diff":  # the inner model reads W-1 differences
         config = {**config, "input_length": config["input_length"] - 1}
     with torch.random.fork_rng(devices=[]):

@@ -227,27 +227,31 @@ def forecast(step, config: dict, series: np.ndarray, horizon: int) -> np.ndarray
 # ---- the champion gate --------------------------------------------------------------------------
 
 
-def score(step, window: int, dataset, metric: str, start: int) -> float:
-    """`metric` of a forecaster on the test split, in original units, for targets from index
-    `start` on (the same targets for every model scored with the same start, whatever its window):
+def score(step, window: int, dataset, metric: str, longest: int) -> float:
+    """`metric` of a forecaster on the test split, in original units, for the targets that follow
+    `longest` values of history (the same targets for every model scored with the same `longest`,
+    whatever its window). On one long series the history is the values before the test split, so
+    every test value is a target, as in `evaluation.evaluate`:
 
-        test    ... x(start-W) ... x(start-1) | x(start) x(start+1) ...
-        one step      [---- window ----]   ->   target
-        rollout       [---- seed -------]  ->   c(start) ... c(start+H-1)   (c: clean signal)
+        history + test   ... x(s-W) ... x(s-1) | x(s) x(s+1) ...     (s: the first target)
+        one step              [--- window ---]  ->  target
+        rollout               [--- seed -----]  ->  c(s) ... c(s+H-1)   (c: clean signal)
     """
+    from sinernn.evaluation import seeded_test
     from sinernn.framing import sliding_windows
 
-    test = dataset.splits["test"]
+    joined, first = seeded_test(dataset, longest)
     if metric in ONE_STEP_METRICS:
-        inputs, targets = sliding_windows(test.observed[:, start - window :], window)
+        inputs, targets = sliding_windows(joined.observed[:, first - window :], window)
         predictions = np.concatenate([serving.forecast(step, inputs[i : i + 4096], 1)[:, 0]
                                       for i in range(0, len(inputs), 4096)])
         return ONE_STEP_METRICS[metric](predictions - targets)
     horizon = int(metric.removeprefix("rollout_mse_"))
-    if start + horizon > test.observed.shape[1]:
-        raise DataError(f"the test split has {test.observed.shape[1]} values: too short to score {metric} from {start}")
-    rolled = serving.forecast(step, test.observed[:, start - window : start], horizon)
-    return float(np.mean((rolled - test.clean[:, start : start + horizon]) ** 2))
+    if first + horizon > joined.observed.shape[1]:
+        raise DataError(f"the test split has {dataset.splits['test'].observed.shape[1]} values: too short to "
+                        f"score {metric}")
+    rolled = serving.forecast(step, joined.observed[:, first - window : first], horizon)
+    return float(np.mean((rolled - joined.clean[:, first : first + horizon]) ** 2))
 
 
 def _finite(value) -> float | None:

@@ -201,8 +201,10 @@ def prepare(arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, seed: int, sea
     """
     train_set = frame(dataset, "train", cfg.framing, cfg.window)
     val_set = frame(dataset, "val", cfg.framing, cfg.window)
-    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2]), "scaling": cfg.scaling}
-    if cfg.scaling == "diff":
+    # Scaling re-expresses input windows: the other framings have none (a time, one sequence).
+    scaling = cfg.scaling if cfg.framing == "window" else "global"
+    model_config = {**arch.model_dump(), "input_length": int(train_set.inputs.shape[-2]), "scaling": scaling}
+    if scaling == "diff":
         model_config["diff_scale"] = diff_scale(dataset)
     if arch.kind == "seasonal_naive":
         model_config["season"] = season

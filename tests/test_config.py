@@ -29,9 +29,16 @@ def test_the_shipped_params_are_valid():
         (lambda p: p["datasets"]["random_freq"].update(test_length=10), "datasets.random_freq.test_length (10)"),
         (lambda p: p["datasets"]["clean"].update(train={"window": 4, "scaling": "sideways"}), "datasets.clean.train.scaling"),
         (lambda p: p["datasets"]["clean"].update(season=40), "datasets.clean.season (40) exceeds its window (16)"),
-        (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["train"].update(framing="time_to_value"),
-         "datasets.clean.train.scaling diff re-expresses input windows"),
+        (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["train"].update(framing="time_to_value")
+         or p["run"].update(architectures=["rnn"]), "datasets.clean.train.scaling diff re-expresses input windows"),
         (lambda p: p["evaluate"].update(horizons=[10, 1]), "evaluate.horizons: must be increasing"),
+        (lambda p: p["train"].update(window=1), "train.scaling window needs windows of at least 2 values on dataset 'long_period'"),
+        (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["tune"]["space"].update(window={"low": 1, "high": 8}),
+         "datasets.clean.train.scaling diff needs windows of at least 2 values on dataset 'clean' (tune.space.window.low is 1)"),
+        (lambda p: p["datasets"]["clean"].update(season=300), "datasets.clean.season (300) must be shorter than its train split (300)"),
+        (lambda p: p["train"].update(framing="time_to_value", scaling="global") or [d.get("train", {}).pop("scaling", None) for d in p["datasets"].values()],
+         "the seasonal_naive baseline reads a season back in its input window"),
+        (lambda p: p["registry"].update(metric="rollout_mse_0100"), "registry.metric is 'rollout_mse_0100'"),
         (lambda p: p["registry"].update(metric="rollout_mse_50"), "registry.metric is 'rollout_mse_50'"),
         (lambda p: p["datasets"]["random_freq"].update(period_min=90.0), "period_min"),
         (lambda p: p["datasets"]["sample_csv"].update(test_fraction=0.9), "val_fraction + test_fraction"),
@@ -164,3 +171,8 @@ def test_cli_refuses_out_of_range_options_in_one_line(tmp_path, monkeypatch, raw
     assert main([*argv, "--params", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"sinernn: error: {expected}\n"
+
+
+def test_the_registry_may_judge_by_any_evaluated_horizon(raw_params):
+    raw_params["registry"]["metric"] = "rollout_mse_10"
+    assert parse_params(raw_params).registry.metric == "rollout_mse_10"

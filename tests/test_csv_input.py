@@ -157,3 +157,8 @@ def test_monthly_quarterly_and_yearly_dates_are_regular(tmp_path, stamps, step):
 def test_a_date_off_the_monthly_calendar_is_an_irregular_step(tmp_path):
     text = "when,value\n1990-01-01,1\n1990-02-01,2\n1990-03-02,3\n"
     assert "row 4: irregular step" in _refusal(tmp_path, text, time_column="when")
+
+
+def test_months_written_without_a_day_are_monthly_stamps(tmp_path):
+    _, info = _read(tmp_path, "month,value\n1958-03,1\n1958-04,2\n1958-05,3\n", time_column="month")
+    assert (info["time_step"], info["time_start"]) == ("1 month", "1958-03")

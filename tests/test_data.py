@@ -100,13 +100,21 @@ def test_csv_source_splits_a_user_series(tmp_path):
         ("t,value\n0,1.0\n1,abc\n", "row 3: non-numeric value 'abc'"),
         ("t,value\n0,1.0\n1,nan\n", "not finite"),
         ("t,other\n0,1.0\n", "no column 'value'"),
-        ("t,value\n" + "".join(f"{i},{i}\n" for i in range(50)), "too short for window 16"),
+        # 20 values: train 14, validation and test 3 each; the train split needs more than 16
+        ("t,value\n" + "".join(f"{i},{i}\n" for i in range(20)), "too short for window 16"),
     ],
 )
 def test_bad_csv_is_a_clear_error(tmp_path, body, message):
     cfg = _csv(tmp_path, body)
     with pytest.raises(DataError, match=message):
         data.generate("mine", cfg, 0, window=16, project_root=tmp_path)
+
+
+def test_a_csv_s_validation_and_test_splits_need_no_window_of_their_own(tmp_path):
+    # 40 values: train 28, validation and test 6 each, their windows reaching back before them
+    dataset = data.generate("mine", _csv(tmp_path, "t,value\n" + "".join(f"{i},{i % 7}\n" for i in range(40))), 0,
+                            window=16, project_root=tmp_path)
+    assert len(frame(dataset, "test", "window", 16).targets) == 6
 
 
 def test_missing_csv_names_the_file(tmp_path):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -130,34 +131,71 @@ def test_default_store_follows_dvc_root(monkeypatch, tmp_path):
 
 
 def test_a_dataset_s_own_window_and_scaling_reach_training_evaluation_the_export_and_predict(tracked, tmp_path, raw_params):
-    raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "window"}
-    raw_params["datasets"]["clean"]["season"] = 5
+    # noisy is not tune.dataset: its own window wins over a window tuned on clean
+    raw_params["train"]["scaling"] = "global"
+    raw_params["datasets"]["noisy"].update(train={"window": 8, "scaling": "diff"}, season=5)
     raw_params["run"]["architectures"] = ["gru", "seasonal_naive"]
+    raw_params["evaluate"]["horizons"] = [1, 10, 2000]  # 2000: longer than the 1040-value test split
     params = parse_params(raw_params)
-    npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
+    npz = tmp_path / "data/processed/noisy.npz"
+    jobs.generate_job(params, "noisy", npz)
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"arch": {}, "train": {"window": 12, "lr": 0.002}}))
     for arch in params.run.architectures:
-        summary = jobs.train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"h/{arch}.csv")
-        assert (summary["window"], summary["scaling"]) == (8, "window")  # params.yaml's train: 16, global
-    results = jobs.evaluate_job(params, "clean", npz, tmp_path / "models/clean", tmp_path / "eval.json",
+        summary = jobs.train_job(params, "noisy", arch, npz, tmp_path / f"models/noisy/{arch}", tmp_path / f"h/{arch}.csv",
+                                 tuned_path=tuned)
+        assert (summary["window"], summary["scaling"]) == (8, "diff")  # train's: 16, global; tuned: 12
+    from sinernn.checkpoint import load_checkpoint
+    assert load_checkpoint(tmp_path / "models/noisy/seasonal_naive/model.pt")[1]["season"] == 5
+    gru, config = load_checkpoint(tmp_path / "models/noisy/gru/model.pt")
+    assert config["scaling"] == "diff" and config["diff_scale"] > 0
+
+    results = jobs.evaluate_job(params, "noisy", npz, tmp_path / "models/noisy", tmp_path / "eval.json",
                                 tmp_path / "predictions", tmp_path / "rollouts", tmp_path / "backtests.csv")
-    assert all(metrics["backtest_mase_100"] is not None for metrics in results.values())
-    header = (tmp_path / "backtests.csv").read_text().splitlines()[0]
-    assert header == "horizon,gru,seasonal_naive"  # for dvc plots: MAE against steps ahead
+    assert all(metrics["backtest_mase_10"] is not None for metrics in results.values())
+    assert results["gru"]["rollout_mse_2000"] is None and "rollout_mse_2000" in results["gru"]["skipped"]
+    assert json.loads((tmp_path / "eval.json").read_text())["gru"]["skipped"] == results["gru"]["skipped"]
+    assert (tmp_path / "backtests.csv").read_text().splitlines()[0] == "horizon,gru,seasonal_naive"  # dvc plots
+    eval_run = _runs(tracked, "evaluate-noisy-gru")[0]
+    assert eval_run.data.tags["skipped"] == results["gru"]["skipped"]
+    steps = MlflowClient(tracked).get_metric_history(eval_run.info.run_id, "backtest_mae_by_horizon")
+    assert [m.step for m in steps][:3] == [1, 2, 3]
+
+    # the exported forecaster (what the registry serves) differences its 8 values as the checkpoint does
+    import mlflow.pyfunc
+    import numpy as np
+    import torch
+    train_run = _runs(tracked, "train-noisy-gru")[0]
+    model_id = MlflowClient(tracked).search_logged_models(
+        [train_run.info.experiment_id], filter_string=f"source_run_id = '{train_run.info.run_id}'")[0].model_id
+    windows = (np.linspace(0, 1, 8)[None, :] + np.arange(3)[:, None]).astype(np.float32)  # rising, level 0 to 3
+    with torch.no_grad():
+        scaled = (torch.as_tensor(windows) - config["scale_mean"]) / config["scale_std"]
+        expected = gru(scaled[:, :, None]).numpy() * config["scale_std"] + config["scale_mean"]
+    np.testing.assert_allclose(mlflow.pyfunc.load_model(f"models:/{model_id}").predict(windows), expected, atol=1e-5)
 
     # predict reads the window from the model: 8 values, not train.window's 16
     write_params(tmp_path / "params.yaml", raw_params)
 
     def predict(values):
-        return subprocess.run([sys.executable, "-m", "sinernn.cli", "predict", "--model", "models/clean/gru/model.pt",
+        return subprocess.run([sys.executable, "-m", "sinernn.cli", "predict", "--model", "models/noisy/gru/model.pt",
                                "--horizon", "2"], input="value\n" + "\n".join(map(str, values)) + "\n",
                               capture_output=True, text=True, cwd=tmp_path)
     short = predict([1.0] * 7)
     assert short.returncode != 0 and "needs the last 8" in short.stderr
     assert predict([1.0] * 8).stdout.splitlines()[0] == "step,prediction"
-    eval_run = _runs(tracked, "evaluate-clean-gru")[0]
-    steps = MlflowClient(tracked).get_metric_history(eval_run.info.run_id, "backtest_mae_by_horizon")
-    assert [m.step for m in steps][:3] == [1, 2, 3]
+
+
+def test_a_csv_with_gaps_records_how_many_were_filled_in_mlflow(tracked, tmp_path, raw_params):
+    (tmp_path / "data/external/gaps.csv").write_text("value\n" + "".join(
+        "\n" if i in (50, 51, 120) else f"{np.sin(i / 5)}\n" for i in range(300)))
+    raw_params["datasets"]["gaps"] = {"source": "csv", "path": "data/external/gaps.csv", "column": "value",
+                                      "missing": "interpolate"}
+    raw_params["run"]["datasets"].append("gaps")
+    params = parse_params(raw_params)
+    manifest = jobs.generate_job(params, "gaps", tmp_path / "data/processed/gaps.npz")
+    assert manifest["csv"]["n_filled"] == 3
+    assert _runs(tracked, "generate-gaps")[0].data.metrics["n_filled"] == 3
 
 
 def test_tuning_trains_with_the_tuned_dataset_s_own_settings(tracked, tmp_path, raw_params, monkeypatch):
@@ -173,3 +211,6 @@ def test_tuning_trains_with_the_tuned_dataset_s_own_settings(tracked, tmp_path, 
     monkeypatch.setattr(training, "fit_architecture", lambda arch, cfg, *args, **kw: seen.append(cfg) or real_fit(arch, cfg, *args, **kw))
     jobs.tune_job(params, "rnn", npz, tmp_path / "tuned/rnn.json")
     assert seen and all((cfg.window, cfg.scaling) == (8, "diff") for cfg in seen)
+    from sinernn import tuning  # and other settings are another study, not a resumed one
+    raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "window"}
+    assert tuning.study_name(parse_params(raw_params), "rnn", "hash") != tuning.study_name(params, "rnn", "hash")

@@ -113,7 +113,9 @@ def draw_params(rng: random.Random, kind: str) -> dict:
     fits = max(longest, *memory_windows)  # the dataset is also diagnose.memory_dataset
     source = rng.choice([_sine, _sine, _sine, _random_freq, _random_freq, _csv])(rng, fits, fits)
     # the dataset's own training settings and season (seasonal naive reads a season back in its window)
-    scalings = ["global"] + (["window"] if framing == "window" else []) + (["diff"] if framing == "window" and window > 1 else [])
+    # window and diff scaling need every window framed on a dataset to hold 2 values or more
+    shortest = min(window, space_window["low"] if space_window else window, *memory_windows)
+    scalings = ["global"] + (["window", "diff"] if framing == "window" and shortest > 1 else [])
     source["season"] = rng.randint(1, window)
     source["train"] = rng.choice([{}, {"scaling": rng.choice(scalings)}, {"batch_size": rng.randint(1, 64)},
                                   {"max_epochs": 1, "scaling": rng.choice(scalings)}])

@@ -3,6 +3,7 @@ from the committed outputs, never typed:
 
     real-series     benchmarks/results/real_series.json   (make bench-real)
     pipeline        reports/metrics.json + models/<dataset>/<arch>/train.json   (dvc repro)
+    diagnose        reports/diagnosis/summary.json   (dvc repro, stage diagnose)
 
 After either, `python tests/test_results_tables.py` writes them into the documents; the tests
 fail while a document shows other figures than the outputs hold.
@@ -18,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REAL_SERIES = ROOT / "benchmarks/results/real_series.json"
 METRICS = ROOT / "reports/metrics.json"
+SUMMARY = ROOT / "reports/diagnosis/summary.json"
 README, FORECASTING = ROOT / "README.md", ROOT / "docs/forecasting.md"
 TARGETS = {
     "a": "on co2, sunspots and trend_sine, rnn, gru and lstm at or below persistence's one-step MSE and within 1.1x of the best linear AR's",
@@ -72,14 +74,54 @@ def pipeline_table(metrics: dict, name: str) -> str:
     return _block(name, lines)
 
 
+def _published(run: dict) -> str:
+    if run["exception"]:
+        return f"crashes: `{run['exception']}`"
+    loss, variance = run["final_loss"], run["target_variance"]
+    mean = abs(loss - variance) <= 0.05 * variance  # as diagnosis.py's `constant` check
+    warned = any("target size" in w for w in run["warnings"])
+    return (f"loss {loss:.4f}" + (f" = variance of the target ({variance:.4f}): predicts the mean" if mean
+                                  else f", below the variance of the target ({variance:.4f})")
+            + ("; PyTorch's broadcasting warning" if warned else ""))
+
+
+def diagnose_table(summary: dict, name: str) -> str:
+    published, corrected = summary["published"], summary["corrected"]
+    gradients = summary["gradients"]
+    longest, shortest = max(g["window"] for g in gradients), min(g["window"] for g in gradients)
+    at = {(g["architecture"], g["window"]): g["init_summary"]["ratio_W_to_1"] for g in gradients}
+    archs = list(dict.fromkeys(g["architecture"] for g in gradients))
+    memory, (timed, windowed) = summary["memory"], summary["extrapolation"]
+    rows = [(f"published example {r['example']}, `{r['setup'].split(' + ')[0]}`"
+             + ("" if r["exception"] else f", {r['epochs_run']} epochs"), _published(r)) for r in published]
+    rows += [
+        (f"the same layers, windowed next-step prediction (W {corrected[0]['window']}, {corrected[0]['epochs']} epochs)",
+         "test MSE " + " / ".join(_g(c["test_mse"]) for c in corrected) + f" (target variance {_g(corrected[0]['target_variance'])})"),
+        (f"gradient at lag {longest} / lag 1, at initialisation",
+         ", ".join(f"{a} {at[a, longest]:.2g}" for a in archs) + f" (lag {shortest}: "
+         + ", ".join(f"{a} {at[a, shortest]:.2g}" for a in archs) + ")"),
+        (f"noisy sine, {memory[0]['architecture']} one-step MSE for windows " + " / ".join(str(m["window"]) for m in memory),
+         " / ".join(_g(m["test_mse"]) for m in memory) + " (" + " / ".join(_g(m["noise_floor_ratio"]) for m in memory)
+         + " times the noise floor)"),
+        (f"beyond the training range: `time_to_value` vs `window` ({timed['architecture']})",
+         f"test MSE {_g(timed['test_mse'])} (the test variance is {_g(timed['test_variance'])}) vs {_g(windowed['test_mse'])}"),
+    ]
+    return _block(name, ["| measurement | result |", "|---|---|", *(f"| {m} | {r} |" for m, r in rows)])
+
+
 def blocks() -> dict[Path, list[str]]:
     results = json.loads(REAL_SERIES.read_text())
+    settings = results["settings"]  # the documents show a full default run, not a trial one
+    assert settings["scalings"] == ["global", "window", "diff"] and "params" in results["targets"], \
+        f"{REAL_SERIES.name} is from a partial run ({results['command']}): run `make bench-real`"
+    assert set(settings["datasets"]) == {"co2", "sunspots", "trend_sine", "clean", "noisy"}, results["command"]
     as_run = results["default_scaling"]  # {dataset: its scaling in params.yaml}
     real = real_series_table(results, as_run, "real-series-table")
     verdicts = real_series_verdicts(results, "params", "real-series-targets")
     others = [real_series_table(results, s, f"real-series-table-{s}") for s in results["settings"]["scalings"]]
     pipeline = pipeline_table(json.loads(METRICS.read_text()), "pipeline-table")
-    return {README: [real, pipeline], FORECASTING: [real, verdicts, *others]}
+    diagnosis = diagnose_table(json.loads(SUMMARY.read_text()), "diagnose-table")
+    return {README: [real, verdicts, pipeline, diagnosis], FORECASTING: [real, verdicts, *others]}
 
 
 def _pattern(block: str) -> re.Pattern:
@@ -103,3 +145,37 @@ if __name__ == "__main__":
             text = _pattern(block).sub(lambda _: block, text)
         document.write_text(text)
     sys.exit(0)
+
+
+def test_the_documented_scaling_claims_hold():
+    """docs/forecasting.md's reasons for the default scaling, checked against the benchmark."""
+    results = json.loads(REAL_SERIES.read_text())
+    row = {(r["dataset"], r["scaling"], r["arch"]): r for r in results["rows"] if "error" not in r}
+    neural = [a for a in ("rnn", "gru", "lstm", "deep_lstm", "transformer") if ("co2", "global", a) in row]
+    recurrent, trended, benchmark = ("rnn", "gru", "lstm"), ("co2", "trend_sine"), ("co2", "sunspots", "trend_sine")
+    # global fails on a trend
+    assert all(row[d, "global", a]["vs_persistence"] > 1 for d in trended for a in neural)
+    # window and diff both fix it
+    assert all(row[d, s, a]["vs_persistence"] < 1 for d in benchmark for s in ("window", "diff") for a in recurrent)
+    # diff drifts over 100 weeks of CO2 where window does not
+    mase_100 = {s: [row["co2", s, a]["backtest"]["100"]["mase"] for a in neural] for s in ("window", "diff")}
+    assert max(mase_100["diff"]) > 1 > max(mase_100["window"])
+    # on the pipeline's sines global beats window
+    for arch in recurrent:
+        assert row["clean", "global", arch]["test_mse"] < row["clean", "window", arch]["test_mse"]
+        assert row["noisy", "global", arch]["backtest"]["1000"]["mase"] < row["noisy", "window", arch]["backtest"]["1000"]["mase"]
+
+
+def test_the_readme_s_reading_of_the_pipeline_results_holds():
+    """The README's "What the numbers say", checked against reports/metrics.json."""
+    metrics = json.loads(METRICS.read_text())
+    clean, noisy = metrics["clean"], metrics["noisy"]
+    recurrent = [a for a in ("rnn", "gru", "lstm", "deep_lstm") if a in clean]
+    naive = ("persistence", "seasonal_naive")
+    assert all(clean[a]["test_mse"] < 1e-6 and clean[a]["rollout_mse_1000"] < 1e-2 for a in recurrent)
+    assert clean["ridge"]["test_mse"] < 1e-12
+    assert all(m["noise_floor_ratio"] < 1.2 for a, m in noisy.items() if a not in naive)
+    assert all(noisy[a]["noise_floor_ratio"] > 3 for a in naive if a in noisy)
+    drifting = [a for a, m in noisy.items() if a not in naive and (m["rollout_mse_1000"] > 0.1 or m["backtest_mase_100"] > 1)]
+    assert drifting == ["rnn"]
+    assert noisy["rnn"]["rollout_mse_1000"] > 0.1 and noisy["rnn"]["backtest_mase_100"] > 1
