@@ -11,7 +11,7 @@ shortens a trial run) and its own window:
   sunspots    statsmodels' yearly sunspot numbers (309 values): an irregular ~11-year cycle; window 16
   trend_sine  a sine of period 25 plus a trend steep enough that the whole test split lies above
               every train value, plus a little noise; the params' window
-  clean, noisy  the pipeline's own sines from params.yaml
+  clean, noisy, long_period, random_freq   the pipeline's own sines from params.yaml
 The real series are written as CSVs (co2 with ISO dates, sunspots with its years as numbers, as
 statsmodels gives them; gaps left empty) under a temporary project's data/external/ and read by
 the pipeline's CSV source; everything is trained in this process by the pipeline's own
@@ -214,7 +214,7 @@ def print_verdict(label: str, checks: list[dict], every: bool) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scalings", nargs="+", choices=SCALINGS, default=list(SCALINGS))
-    parser.add_argument("--datasets", nargs="+", default=[*BENCH_DATASETS, "clean", "noisy"])
+    parser.add_argument("--datasets", nargs="+", default=[*BENCH_DATASETS, "clean", "noisy", "long_period", "random_freq"])
     parser.add_argument("--archs", nargs="+", help="architectures of params.yaml (default: all of them)")
     parser.add_argument("--epochs", type=int, help="override train.max_epochs (a quick trial run)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/real_series.json")
@@ -233,7 +233,7 @@ def main() -> int:
     neural = [a for a in archs if params.architectures[a].kind not in BASELINE_KINDS]
     torch.set_num_threads(params.train.threads)
 
-    rows, shapes = [], {}
+    rows, shapes, filled = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="sinernn-real-bench-") as project:
         project = Path(project)
         (project / "data" / "external").mkdir(parents=True)
@@ -242,6 +242,7 @@ def main() -> int:
             window = params.train_for(name).window
             dataset = data.generate(name, params.datasets[name], params.seed, window, project)
             shapes[name] = {split: part.observed.shape[1] for split, part in dataset.splits.items()}
+            filled[name] = dataset.source_info.get("n_filled")
             if name == "trend_sine" and dataset.splits["test"].observed.min() <= dataset.splits["train"].observed.max():
                 sys.exit("trend_sine: the test split does not lie above every train value; steepen its trend")
             print(f"{name}: train/val/test {shapes[name]}, window {window}, season {params.datasets[name].season}"
@@ -295,15 +296,18 @@ def main() -> int:
     seconds = time.perf_counter() - started
     print(f"\ntotal {seconds:.0f} s; figures in {args.out}")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "sinernn", "benchmarks/real_series.py", "params.yaml"],
+                             cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 1),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "statsmodels": statsmodels.__version__, "git_commit": commit or None,
+                     "uncommitted_changes": bool(changed),
                      "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)"},
         "settings": {"scalings": args.scalings, "archs": archs, "max_epochs": args.epochs or params.train.max_epochs,
                      "seed": params.seed, "horizons": horizons, "backtest_stride": params.evaluate.backtest_stride,
-                     "datasets": {n: {"config": params.datasets[n].model_dump(), "lengths": shapes[n],
+                     "datasets": {n: {"config": params.datasets[n].model_dump(), "lengths": shapes[n], "n_filled": filled[n],
                                       "window": params.train_for(n).window} for n in args.datasets}},
         "rows": rows, "best_scaling": best_scaling, "default_scaling": default,
         "targets": verdicts,

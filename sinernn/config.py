@@ -543,6 +543,13 @@ class Params(Strict):
         if metric is None or (metric.group(1) and int(metric.group(1)) not in self.evaluate.horizons):
             raise ValueError(f"registry.metric is {self.registry.metric!r}: choose test_mse, test_mae or rollout_mse_H "
                              f"with H one of evaluate.horizons {self.evaluate.horizons}")
+        if metric and metric.group(1):  # the gate rolls the newest test split forward that far
+            for name in self.run.train_datasets:
+                ds, window = self.datasets[name], self.train_for(name).window
+                holds = {"sine": getattr(ds, "n_test", 0), "random_freq": getattr(ds, "test_length", 0) - window}
+                if ds.source in holds and holds[ds.source] < int(metric.group(1)):
+                    raise ValueError(f"registry.metric {self.registry.metric} needs {metric.group(1)} test values "
+                                     f"after the seed window, but dataset {name!r} holds {holds[ds.source]}")
         if self.registry.enabled and not self.mlflow.log_models:
             raise ValueError("registry.enabled needs mlflow.log_models: true (the registry registers the logged models)")
         d = self.diagnose

@@ -17,8 +17,8 @@ Separate series (random_freq) have no history: their first W test values only se
 The backtest reports MSE and MAE per horizon h, and MASE: the MAE divided by the in-sample MAE of
 the one-step seasonal-naive forecast on the train split, mean |x(t) - x(t-m)| (m: the dataset's
 `season`; 1 is persistence). Beside it, the seasonal-naive forecast's own MAE from the same
-origins, the forecast every model should beat. A horizon the test split cannot hold is skipped
-and named in `skipped`.
+origins, the forecast every model should beat. A horizon the test split cannot hold is skipped,
+and a figure that is not finite (a forecast that diverged) left out: both are named in `skipped`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Evaluation:
     predictions: list[dict]  # step, truth, prediction: the first test points, one-step
     rollout: list[dict]  # step, truth, prediction: the first test series, free-running
     backtest: list[dict] = field(default_factory=list)  # horizon, mse, mae, mase, seasonal_naive_mae
-    skipped: list[str] = field(default_factory=list)  # metrics a too-short test split cannot give
+    skipped: list[str] = field(default_factory=list)  # metrics left out (a too-short split, a diverged forecast), and why
 
 
 @torch.no_grad()
@@ -172,6 +172,9 @@ def evaluate(model: nn.Module, dataset: Dataset, framing: str, window: int, hori
         length = dataset.splits["test"].observed.shape[1]
         held = min(held, max((row["horizon"] for row in rows), default=held)) if rows else held
         notes.append(f"{', '.join(skipped)}: the test split ({length} values) holds forecasts of at most {held} steps")
+    if rows and rows[0]["mase"] is None:
+        notes.append(f"backtest_mase_*: the train split holds no two values {season} steps apart (the season) "
+                     f"to scale the errors by")
     diverged = [key for key, value in metrics.items() if value is not None and not np.isfinite(value)]
     if diverged:  # JSON has no inf or NaN: a forecast that blew up is named, its figures left out
         metrics.update(dict.fromkeys(diverged))

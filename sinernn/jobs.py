@@ -57,8 +57,8 @@ def train_job(
     # params.yaml's train, then the dataset's own settings, then the tuned values; on a dataset the
     # search did not run on, its own settings win again (a window tuned on another series is not its)
     arch, cfg = apply_tuned(params.architectures[arch_name], params.train_for(dataset_name), tuned)
-    if dataset_name != params.tune.dataset:
-        cfg = cfg.model_copy(update=params.datasets[dataset_name].train.model_dump(exclude_none=True))
+    own = params.datasets[dataset_name].train.model_dump(exclude_none=True) if dataset_name != params.tune.dataset else {}
+    cfg = cfg.model_copy(update=own)
     torch.set_num_threads(cfg.threads)
 
     tags = {
@@ -85,7 +85,8 @@ def train_job(
             "scaling": cfg.scaling,
             "dataset_hash": manifest["sha256"],
             "mlflow_run_id": run.run_id,
-            "tuned": {"arch": tuned.get("arch", {}), "train": tuned.get("train", {})},
+            "tuned": {"arch": tuned.get("arch", {}),  # the tuned values used (not those the dataset's own replaced)
+                      "train": {k: v for k, v in tuned.get("train", {}).items() if k not in own}},
         }
         run.log_metrics({"train_seconds": result.seconds, "best_val_loss": result.best_val_loss})
         with tempfile.TemporaryDirectory() as scratch:

@@ -114,7 +114,8 @@ def blocks() -> dict[Path, list[str]]:
     settings = results["settings"]  # the documents show a full default run, not a trial one
     assert settings["scalings"] == ["global", "window", "diff"] and "params" in results["targets"], \
         f"{REAL_SERIES.name} is from a partial run ({results['command']}): run `make bench-real`"
-    assert set(settings["datasets"]) == {"co2", "sunspots", "trend_sine", "clean", "noisy"}, results["command"]
+    assert set(settings["datasets"]) == {"co2", "sunspots", "trend_sine", "clean", "noisy", "long_period", "random_freq"}, \
+        results["command"]
     as_run = results["default_scaling"]  # {dataset: its scaling in params.yaml}
     real = real_series_table(results, as_run, "real-series-table")
     verdicts = real_series_verdicts(results, "params", "real-series-targets")
