@@ -195,3 +195,22 @@ def test_a_horizon_longer_than_the_test_split_is_skipped_and_named():
     assert evaluation.metrics["rollout_mse_100"] is None and evaluation.metrics["backtest_mae_100"] is None
     assert evaluation.skipped == ["rollout_mse_100, backtest_*_100: the test split (30 values) holds forecasts "
                                   "of at most 30 steps"]
+
+
+def test_a_forecast_that_diverges_is_named_and_left_out_not_written_as_inf():
+    class Explodes(torch.nn.Module):  # doubles the last value: 150 steps overflow float32
+        def forward(self, x):
+            return x[:, -1, :] * 2 + 1
+
+    evaluation = evaluate(Explodes(), _sine(n_test=200), "window", WINDOW, [1, 150], stride=50)
+    assert evaluation.metrics["rollout_mse_1"] is not None and evaluation.metrics["rollout_mse_150"] is None
+    assert all(value is None or np.isfinite(value) for value in evaluation.metrics.values())
+    assert any("not finite (the forecast diverged)" in note for note in evaluation.skipped)
+
+
+def test_a_season_the_train_split_cannot_hold_leaves_mase_out_with_a_note():
+    naive = build_model({"kind": "seasonal_naive", "season": 12})
+    dataset = _sine(n_train=10, n_val=20, n_test=100)  # 10 train values: none 12 apart
+    evaluation = evaluate(naive, dataset, "window", 12, [1, 10], season=12, stride=5)
+    assert evaluation.metrics["backtest_mase_1"] is None and evaluation.metrics["backtest_mae_1"] is not None
+    assert any("no two values 12 steps apart" in note for note in evaluation.skipped)

@@ -2,6 +2,7 @@
 forecasts in original units, and loading that refuses what it should not run."""
 
 import io
+import json
 import math
 import os
 import pickle
@@ -100,6 +101,9 @@ def test_every_model_is_a_version_of_one_registered_model_and_the_best_is_champi
     assert champion.tags["architecture"] == "ridge"  # exact on a sine
     assert int(champion.version) == record["registered"]["ridge"] == record["challenger"]["version"]
     assert float(champion.tags["test_mse"]) < 1e-8 and champion.tags["dataset_hash"] and champion.tags["run_id"]
+    # the gate scores the exported programs on the evaluation's targets (every test value)
+    evaluated = json.loads((tmp_path / "reports/eval/clean.json").read_text())
+    assert record["scores"]["persistence"] == pytest.approx(evaluated["persistence"]["test_mse"], rel=1e-4)
 
     # New data (the next snapshot, drifted in phase) and a worse run: registered, not promoted.
     again = _pipeline(params, tmp_path, ["persistence"], snapshot=1)
