@@ -56,12 +56,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinernn import data  # noqa: E402
-from sinernn.config import BASELINE_KINDS, parse_params  # noqa: E402
-from sinernn.errors import TrainingDiverged  # noqa: E402
-from sinernn.evaluation import evaluate  # noqa: E402
-from sinernn.files import write_json  # noqa: E402
-from sinernn.training import fit_architecture  # noqa: E402
+from sinernn.core import data  # noqa: E402
+from sinernn.core.config import parse_params  # noqa: E402
+from sinernn.core.config_data import BASELINE_KINDS  # noqa: E402
+from sinernn.core.errors import TrainingDiverged  # noqa: E402
+from sinernn.core.evaluation import evaluate  # noqa: E402
+from sinernn.core.files import write_json  # noqa: E402
+from sinernn.core.training import fit_architecture  # noqa: E402
 
 SCALINGS = ("global", "window", "diff")
 RECURRENT = ("rnn", "gru", "lstm")

@@ -9,7 +9,7 @@ dataset's last test values: --requests requests for the next value and as many f
 forecast, one at a time. Prints the start-up time, the median and 95th percentile round trip of
 each, and the served answer beside `sinernn predict`'s for the same window (largest difference).
 Nothing is asserted: the figures go to benchmarks/results/serving-<dataset>.json, which the
-README's figures are read from.
+serving figures in docs/results.md are read from.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinernn import data, registry  # noqa: E402
-
+from sinernn.core import data  # noqa: E402
+from sinernn.track import registry  # noqa: E402
 
 def post(url: str, payload: dict) -> tuple[float, list]:
     request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})

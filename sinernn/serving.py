@@ -22,8 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from sinernn.errors import DataError, SinernnError
+from sinernn.core.errors import DataError, SinernnError
 
+# Every registered version names this module as its loader, and MLflow imports it by that name when it
+# serves one: it keeps its place at the top of the package (in the track layer by what it imports),
+# or every model registered before a move could no longer be served or scored.
 LOADER_MODULE = "sinernn.serving"  # the MLmodel's python_function loader_module
 EXPORT_FILE = "forecaster.pt2"  # the MLmodel's python_function data
 EXPORT_FORMAT = "sinernn-forecaster-pt2-v1"  # a version tag and MLmodel metadata: what load() accepts

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinernn.config import parse_params
+from sinernn.core.config import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def write_params(path: Path, raw: dict) -> Path:
 def postgres(pytestconfig) -> str:
     """A PostgreSQL database URL for the distributed tests, from the first source that serves:
     SINERNN_TEST_POSTGRES, the local server, or a throwaway one stopped after the session."""
-    from sinernn.postgres import postgres_server
+    from sinernn.tune.postgres import postgres_server
 
     with postgres_server() as (url, name):
         pytestconfig.sinernn_postgres = name  # for the summary line (without xdist)
@@ -130,7 +130,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Says once, even under -q, where the distributed tests found their server. Under xdist the
     fixture ran in a worker; the controller then names the source its own probe finds. Then the
     fault table, when fault scenarios ran."""
-    from sinernn.postgres import THROWAWAY, source
+    from sinernn.tune.postgres import THROWAWAY, source
 
     used = getattr(config, "sinernn_postgres", None)
     name = used or source()[0]

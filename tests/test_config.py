@@ -4,9 +4,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, write_params
-from sinernn.config import ParamsError, load_params, parse_params
+
+from sinernn.core.config import load_params, parse_params
+from sinernn.core.config_data import ParamsError
 
 
 def test_the_shipped_params_are_valid():

@@ -12,9 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from sinernn import data
-from sinernn.config import CsvSource, SineSource
-from sinernn.errors import DataError
+from sinernn.core import data
+from sinernn.core.config_data import CsvSource, SineSource
+from sinernn.core.csv_series import read_csv_series
+from sinernn.core.errors import DataError
 
 
 def _read(tmp_path, text, **options):
@@ -23,7 +24,7 @@ def _read(tmp_path, text, **options):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     cfg = CsvSource(source="csv", path="data/external/series.csv", column="value", **options)
-    return data.read_csv_series(path, cfg)
+    return read_csv_series(path, cfg)
 
 
 def _refusal(tmp_path, text, **options) -> str:

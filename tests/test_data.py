@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from sinernn import data
-from sinernn.config import CsvSource, RandomFreqSource, SineSource
-from sinernn.errors import DataError
-from sinernn.framing import frame, sliding_windows
+from sinernn.core import data
+from sinernn.core.config_data import CsvSource, RandomFreqSource, SineSource
+from sinernn.core.errors import DataError
+from sinernn.core.framing import frame, sliding_windows
 
 
 def test_clean_sine_matches_numpy_and_splits_in_time():
@@ -139,7 +139,6 @@ def test_framings_have_their_documented_shapes(framing, input_shape):
 
 
 def test_a_new_snapshot_continues_the_sine_later_with_its_drift(params):
-    from sinernn import data
 
     source = params.datasets["noisy"]
     first = data.generate("noisy", source, 0, 16)
@@ -193,7 +192,7 @@ def test_a_csv_path_with_dotdot_is_refused_before_reading(tmp_path):
 
 
 def test_a_memory_window_longer_than_a_csv_train_split_is_a_clear_error(tmp_path, params):
-    from sinernn import experiments
+    from sinernn.answer import experiments
 
     cfg = _csv(tmp_path, "value\n" + "".join(f"{math.sin(i / 5)}\n" for i in range(400)))
     dataset = data.generate("mine", cfg, 0, window=16, project_root=tmp_path)  # train: 280 values

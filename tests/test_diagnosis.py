@@ -6,13 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from sinernn import jobs
+from sinernn.answer.diagnosis import diagnose
+from sinernn.answer.gradients import decay_summary, gradient_by_lag
+from sinernn.answer.published import published_data, run_example
+from sinernn.answer.report import build_report, claims
 from sinernn.cli import main
-from sinernn.diagnosis import diagnose
-from sinernn.gradients import decay_summary, gradient_by_lag
-from sinernn.models import LinearAutoregression, build_model
-from sinernn.published import published_data, run_example
-from sinernn.report import build_report, claims
+from sinernn.core.models import LinearAutoregression, build_model
+from sinernn.jobs.diagnose import diagnose_setup
+from sinernn.jobs.generate import generate_job
+from sinernn.jobs.report import report_job
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +47,16 @@ def test_the_diagnosis_names_what_is_wrong_with_each_example(examples):
 
 def test_no_false_alarm_on_a_correct_setup(tracked, tmp_path, params):
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
-    assert jobs.diagnose_setup(params, "clean", "rnn", "window", 15, npz) == []
-    assert jobs.diagnose_setup(params, "clean", "ridge", "window", 1, npz) == []
+    generate_job(params, "clean", npz)
+    assert diagnose_setup(params, "clean", "rnn", "window", 15, npz) == []
+    assert diagnose_setup(params, "clean", "ridge", "window", 1, npz) == []
 
 
 @pytest.mark.filterwarnings("ignore:Using a target size")  # the broadcast is what is being caught
 def test_the_pipelines_naive_framing_is_caught(tracked, tmp_path, params):
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
-    checks = {f.check for f in jobs.diagnose_setup(params, "clean", "lstm", "naive", 5, npz)}
+    generate_job(params, "clean", npz)
+    checks = {f.check for f in diagnose_setup(params, "clean", "lstm", "naive", 5, npz)}
     assert {"shapes", "no_information"} <= checks
 
 
@@ -136,7 +138,7 @@ def test_the_report_is_built_from_the_numbers_it_is_given():
 def test_report_job_writes_the_file_and_logs_it(tracked, tmp_path, params):
     (tmp_path / "summary.json").write_text(json.dumps(_summary()))
     (tmp_path / "metrics.json").write_text("{}")
-    text = jobs.report_job(params, tmp_path / "summary.json", tmp_path / "metrics.json", tmp_path / "reports/REPORT.md")
+    text = report_job(params, tmp_path / "summary.json", tmp_path / "metrics.json", tmp_path / "reports/REPORT.md")
     assert (tmp_path / "reports/REPORT.md").read_text() == text
 
 

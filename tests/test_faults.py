@@ -18,12 +18,15 @@ import threading
 import time
 from pathlib import Path
 
-import optuna
 import pytest
-
 from conftest import repetitions, write_params
-from sinernn import jobs, tuning
-from sinernn.config import parse_params
+
+import optuna
+from sinernn.core.config import parse_params
+from sinernn.core.errors import TuneError
+from sinernn.jobs.generate import generate_job
+from sinernn.tune.storage import open_storage
+from sinernn.tune.study import make_study, study_name
 
 pytestmark = pytest.mark.faults
 
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.faults
 @pytest.fixture
 def clean_npz(tracked, tmp_path, params):
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
+    generate_job(params, "clean", npz)
     return npz
 
 
@@ -47,7 +50,7 @@ def _tune_command(tmp_path, raw_params, npz, arch="lstm", *extra):
 
 
 def _study_name(raw_params, arch, npz):
-    return tuning.study_name(parse_params(raw_params), arch, json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    return study_name(parse_params(raw_params), arch, json.loads(npz.with_suffix(".json").read_text())["sha256"])
 
 
 def _sqlite_url(tmp_path):
@@ -55,7 +58,7 @@ def _sqlite_url(tmp_path):
 
 
 def _trials(tmp_path, name):
-    storage = tuning.open_storage(_sqlite_url(tmp_path), 1, 1)
+    storage = open_storage(_sqlite_url(tmp_path), 1, 1)
     try:
         return optuna.load_study(study_name=name, storage=storage).trials
     except KeyError:
@@ -142,11 +145,11 @@ def test_a_trial_that_never_sent_a_heartbeat_is_retried_after_the_stall_timeout(
     raw_params["tune"].update(n_trials=2, stall_timeout=3)
     params = parse_params(raw_params)
     name = _study_name(raw_params, "rnn", clean_npz)
-    study = tuning.make_study(tuning.open_storage(_sqlite_url(tmp_path), 1, 1), name, params, params.seed)
+    study = make_study(open_storage(_sqlite_url(tmp_path), 1, 1), name, params, params.seed)
     # A real process that takes a trial and dies before its heartbeat thread starts.
     killer = (f"import optuna, os, signal\n"
-              f"from sinernn import tuning\n"
-              f"study = optuna.load_study(study_name={name!r}, storage=tuning.open_storage({_sqlite_url(tmp_path)!r}, 1, 1))\n"
+              f"from sinernn.tune.storage import open_storage\n"
+              f"study = optuna.load_study(study_name={name!r}, storage=open_storage({_sqlite_url(tmp_path)!r}, 1, 1))\n"
               f"study.ask()\n"
               f"os.kill(os.getpid(), signal.SIGKILL)\n")
     assert subprocess.run([sys.executable, "-c", killer], cwd=tmp_path).returncode == -signal.SIGKILL
@@ -185,7 +188,7 @@ def test_a_live_trial_blocked_by_the_sqlite_lock_is_not_failed_as_dead(tracked, 
     # writers wait instead of failing with "database is locked".
     hold = 2 * params.tune.heartbeat_interval + 2
     tune = params.tune
-    checker_storage = tuning.open_storage(_sqlite_url(tmp_path), tune.heartbeat_interval, tune.max_retry,
+    checker_storage = open_storage(_sqlite_url(tmp_path), tune.heartbeat_interval, tune.max_retry,
                                           tune.sqlite_lock_wait)
     lock = sqlite3.connect(tmp_path / "optuna/studies.db", timeout=30, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # the write lock: every writer now waits
@@ -228,8 +231,8 @@ def test_a_folder_output_killed_mid_swap_is_the_old_or_the_new_never_half(tmp_pa
     """Without RENAME_EXCHANGE (NFS, FUSE), a kill between the two renames leaves no folder for a
     moment: the next write of that output moves the old one back before anything else."""
     target = tmp_path / "reports/predictions/clean"
-    no_exchange = "import sinernn.files\nsinernn.files._exchange = lambda a, b: False\n" if exchange.startswith("no") else ""
-    writer = (f"import sys\n{no_exchange}from sinernn.files import replace_dir\n"
+    no_exchange = "import sinernn.core.files\nsinernn.core.files._exchange = lambda a, b: False\n" if exchange.startswith("no") else ""
+    writer = (f"import sys\n{no_exchange}from sinernn.core.files import replace_dir\n"
               "replace_dir(sys.argv[1], {f'{n}.csv': [{'step': 1, 'value': sys.argv[2]}] for n in range(50)})\n")
     subprocess.run([sys.executable, "-c", writer, str(target), "old"], check=True)
     corrupted = 0
@@ -242,7 +245,7 @@ def test_a_folder_output_killed_mid_swap_is_the_old_or_the_new_never_half(tmp_pa
         assert killed.returncode == -signal.SIGKILL
         if not target.exists():  # only between the two renames of the fallback
             assert exchange.startswith("no") and point == "folder-swapped"
-            from sinernn.files import remove_leftovers
+            from sinernn.core.files import remove_leftovers
 
             remove_leftovers(target)  # what the next write of this output does first
         now = _snapshot(target)
@@ -264,7 +267,7 @@ def test_a_killed_write_leaves_the_old_file_and_nothing_git_would_commit(tmp_pat
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     target = tmp_path / "models/clean/lstm/train.json"
-    writer = "import sys\nfrom sinernn.files import write_json\nwrite_json(sys.argv[1], {'run': sys.argv[2]})\n"
+    writer = "import sys\nfrom sinernn.core.files import write_json\nwrite_json(sys.argv[1], {'run': sys.argv[2]})\n"
     subprocess.run([sys.executable, "-c", writer, str(target), "old"], check=True)
     killed = subprocess.run([sys.executable, "-c", writer, str(target), "new"],
                             env={**os.environ, "SINERNN_FAILPOINT": "file-written"})
@@ -303,7 +306,7 @@ def test_a_full_disk_is_one_clear_error_and_keeps_the_previous_output(tracked, t
             command = ["generate", "--params", str(path), "--dataset", "clean", "--out", str(small / "clean.npz")]
         else:
             npz = tmp_path / "data/processed/clean.npz"
-            jobs.generate_job(params, "clean", npz)
+            generate_job(params, "clean", npz)
             command = ["train", "--params", str(path), "--dataset", "clean", "--arch", "lstm", "--data", str(npz),
                        "--model-dir", str(small / "lstm"), "--history", str(small / "lstm.csv")]
         first = _cli(tmp_path, *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -359,8 +362,8 @@ def test_a_locked_study_database_is_not_called_corrupt(tmp_path):
     holder.execute("CREATE TABLE other_tool (x)")
     holder.execute("BEGIN EXCLUSIVE")  # e.g. a backup tool, or the sqlite3 shell in a transaction
     try:
-        with pytest.raises(tuning.TuneError) as refused:
-            tuning.open_storage(f"sqlite:///{database}", 1, 1, 1)
+        with pytest.raises(TuneError) as refused:
+            open_storage(f"sqlite:///{database}", 1, 1, 1)
     finally:
         holder.close()
     assert "corrupt" not in str(refused.value) and "database is locked" in str(refused.value)
@@ -390,8 +393,8 @@ def test_a_corrupt_tracking_database_is_one_clear_error_naming_the_file_and_the_
 def _open_at_once(url: str, processes: int) -> int:
     """How many of `processes` processes, started together on an empty database, fail to open it."""
     start = time.time() + 3  # every process imports first, then all open at this instant
-    opener = (f"import sys, time\nfrom sinernn import tuning\ntime.sleep(max(0, {start} - time.time()))\n"
-              f"try:\n    tuning.open_storage({url!r}, 1, 1)\nexcept tuning.TuneError as exc:\n"
+    opener = (f"import sys, time\nfrom sinernn.core.errors import TuneError\nfrom sinernn.tune.storage import open_storage\ntime.sleep(max(0, {start} - time.time()))\n"
+              f"try:\n    open_storage({url!r}, 1, 1)\nexcept TuneError as exc:\n"
               f"    sys.exit(str(exc))\n")
     openers = [subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE, text=True)
                for _ in range(processes)]

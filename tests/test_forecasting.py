@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from sinernn import data, serving
-from sinernn.config import PersistenceArch, RecurrentArch, SineSource, TrainConfig
-from sinernn.data import Dataset, Split
-from sinernn.evaluation import evaluate
-from sinernn.framing import frame
-from sinernn.models import build_model
-from sinernn.training import fit_architecture
+from sinernn import serving
+from sinernn.core import data
+from sinernn.core.config_data import PersistenceArch, RecurrentArch, SineSource
+from sinernn.core.config_stages import TrainConfig
+from sinernn.core.data import Dataset, Split
+from sinernn.core.evaluation import evaluate
+from sinernn.core.framing import frame
+from sinernn.core.models import build_model
+from sinernn.core.training import fit_architecture
 
 WINDOW = 16
 
@@ -64,7 +66,7 @@ def test_validation_and_test_windows_reach_back_so_every_value_is_a_target_once(
 
 
 def test_separate_series_have_no_history_to_reach_back_into():
-    from sinernn.config import RandomFreqSource
+    from sinernn.core.config_data import RandomFreqSource
 
     cfg = RandomFreqSource(source="random_freq", n_train_series=2, n_val_series=2, n_test_series=3,
                            train_length=40, test_length=50)
@@ -111,7 +113,7 @@ def test_on_a_rising_trend_global_scaling_loses_to_persistence_and_window_and_di
 @pytest.mark.parametrize("scaling", ["window", "diff"])
 def test_ridge_is_fitted_on_what_its_linear_layer_sees(scaling):
     # a sine obeys a linear recurrence, also in re-expressed units: exact only if fitted in them
-    from sinernn.config import RidgeArch
+    from sinernn.core.config_data import RidgeArch
 
     dataset = _sine(n_test=200)
     cfg = TrainConfig(window=WINDOW, scaling=scaling)
@@ -120,8 +122,8 @@ def test_ridge_is_fitted_on_what_its_linear_layer_sees(scaling):
 
 
 def test_a_diff_model_reloads_from_its_checkpoint_with_its_difference_scale(tmp_path):
-    from sinernn.checkpoint import load_checkpoint, save_checkpoint
-    from sinernn.training import prepare
+    from sinernn.core.checkpoint import load_checkpoint, save_checkpoint
+    from sinernn.core.training import prepare
 
     dataset = _sine(n_test=200)
     prepared = prepare(RecurrentArch(kind="gru", hidden_size=8), TrainConfig(window=WINDOW, scaling="diff"), dataset, 0)
@@ -135,7 +137,7 @@ def test_a_diff_model_reloads_from_its_checkpoint_with_its_difference_scale(tmp_
 
 def test_scaling_leaves_the_framings_without_a_window_alone():
     # time_to_value feeds one time value: a window scaling of it would feed the network zeros
-    from sinernn.training import prepare
+    from sinernn.core.training import prepare
 
     dataset = _sine(n_test=200)
     prepared = prepare(RecurrentArch(kind="lstm", hidden_size=8), TrainConfig(framing="time_to_value", scaling="window"), dataset, 0)

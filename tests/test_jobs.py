@@ -8,13 +8,18 @@ import time
 
 import numpy as np
 import pytest
+from conftest import write_params
 from mlflow import MlflowClient
 
-from conftest import write_params
-from sinernn import jobs
-from sinernn.config import parse_params
-from sinernn.errors import TrackingError, TrainingDiverged
-from sinernn.tracking import default_tracking_uri, project_root, stage_run
+from sinernn.core.config import parse_params
+from sinernn.core.errors import TrackingError, TrainingDiverged
+from sinernn.jobs.evaluate import evaluate_job
+from sinernn.jobs.generate import generate_job
+from sinernn.jobs.summarize import summarize_job
+from sinernn.jobs.train import train_job
+from sinernn.jobs.tune import tune_job
+from sinernn.track.tracking import default_tracking_uri, project_root, stage_run
+from sinernn.tune.study import study_name
 
 
 def _runs(store, name):
@@ -25,13 +30,13 @@ def _runs(store, name):
 
 def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
     npz = tmp_path / "data/processed/clean.npz"
-    manifest = jobs.generate_job(params, "clean", npz)
+    manifest = generate_job(params, "clean", npz)
     for arch in ("lstm", "ridge", "persistence"):
-        jobs.train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"reports/history/clean/{arch}.csv")
+        train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"reports/history/clean/{arch}.csv")
     tuned = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["lstm", "ridge", "persistence"]})})
-    results = jobs.evaluate_job(tuned, "clean", npz, tmp_path / "models/clean", tmp_path / "reports/eval/clean.json",
+    results = evaluate_job(tuned, "clean", npz, tmp_path / "models/clean", tmp_path / "reports/eval/clean.json",
                                 tmp_path / "reports/predictions/clean", tmp_path / "reports/rollouts/clean")
-    merged = jobs.summarize_job(tuned, tmp_path / "reports/eval", tmp_path / "reports/metrics.json")
+    merged = summarize_job(tuned, tmp_path / "reports/eval", tmp_path / "reports/metrics.json")
 
     assert json.loads((tmp_path / "reports/metrics.json").read_text()) == merged
     assert set(merged["clean"]) == {"lstm", "ridge", "persistence"}
@@ -57,7 +62,8 @@ def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
     import mlflow.pyfunc
     import numpy as np
     import torch
-    from sinernn.checkpoint import load_checkpoint
+
+    from sinernn.core.checkpoint import load_checkpoint
     served = mlflow.pyfunc.load_model(f"models:/{models[0].model_id}")
     checkpoint, config = load_checkpoint(tmp_path / "models/clean/lstm/model.pt")
     windows = np.sin(np.linspace(0, 6, 5 * params.train.window)).reshape(5, params.train.window).astype(np.float32)
@@ -75,14 +81,14 @@ def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
 def test_a_diverging_run_writes_nothing_and_is_marked_failed(tracked, tmp_path, raw_params):
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
+    generate_job(params, "clean", npz)
     model_dir = tmp_path / "models/clean/rnn"
-    jobs.train_job(params, "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
+    train_job(params, "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
     before = (model_dir / "model.pt").read_bytes()
 
     raw_params["train"].update(lr=1.0e30, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match="lower train.lr"):
-        jobs.train_job(parse_params(raw_params), "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
+        train_job(parse_params(raw_params), "clean", "rnn", npz, model_dir, tmp_path / "h.csv")
     assert (model_dir / "model.pt").read_bytes() == before  # the earlier result is untouched
     assert not list(model_dir.glob(".*tmp"))
     failed = _runs(tracked, "train-clean-rnn")[0]
@@ -109,7 +115,7 @@ def test_an_unreachable_tracking_server_fails_fast_and_clearly(monkeypatch, tmp_
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()
     with pytest.raises(TrackingError, match=f"127.0.0.1:{port}"):
-        jobs.generate_job(params, "clean", tmp_path / "clean.npz")
+        generate_job(params, "clean", tmp_path / "clean.npz")
     assert not (tmp_path / "clean.npz").exists()
     assert time.monotonic() - started < 60
 
@@ -138,19 +144,19 @@ def test_a_dataset_s_own_window_and_scaling_reach_training_evaluation_the_export
     raw_params["evaluate"]["horizons"] = [1, 10, 2000]  # 2000: longer than the 1040-value test split
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/noisy.npz"
-    jobs.generate_job(params, "noisy", npz)
+    generate_job(params, "noisy", npz)
     tuned = tmp_path / "tuned.json"
     tuned.write_text(json.dumps({"arch": {}, "train": {"window": 12, "lr": 0.002}}))
     for arch in params.run.architectures:
-        summary = jobs.train_job(params, "noisy", arch, npz, tmp_path / f"models/noisy/{arch}", tmp_path / f"h/{arch}.csv",
+        summary = train_job(params, "noisy", arch, npz, tmp_path / f"models/noisy/{arch}", tmp_path / f"h/{arch}.csv",
                                  tuned_path=tuned)
         assert (summary["window"], summary["scaling"]) == (8, "diff")  # train's: 16, global; tuned: 12
-    from sinernn.checkpoint import load_checkpoint
+    from sinernn.core.checkpoint import load_checkpoint
     assert load_checkpoint(tmp_path / "models/noisy/seasonal_naive/model.pt")[1]["season"] == 5
     gru, config = load_checkpoint(tmp_path / "models/noisy/gru/model.pt")
     assert config["scaling"] == "diff" and config["diff_scale"] > 0
 
-    results = jobs.evaluate_job(params, "noisy", npz, tmp_path / "models/noisy", tmp_path / "eval.json",
+    results = evaluate_job(params, "noisy", npz, tmp_path / "models/noisy", tmp_path / "eval.json",
                                 tmp_path / "predictions", tmp_path / "rollouts", tmp_path / "backtests.csv")
     assert all(metrics["backtest_mase_10"] is not None for metrics in results.values())
     assert results["gru"]["rollout_mse_2000"] is None and "rollout_mse_2000" in results["gru"]["skipped"]
@@ -193,24 +199,23 @@ def test_a_csv_with_gaps_records_how_many_were_filled_in_mlflow(tracked, tmp_pat
                                       "missing": "interpolate"}
     raw_params["run"]["datasets"].append("gaps")
     params = parse_params(raw_params)
-    manifest = jobs.generate_job(params, "gaps", tmp_path / "data/processed/gaps.npz")
+    manifest = generate_job(params, "gaps", tmp_path / "data/processed/gaps.npz")
     assert manifest["csv"]["n_filled"] == 3
     assert _runs(tracked, "generate-gaps")[0].data.metrics["n_filled"] == 3
 
 
 def test_tuning_trains_with_the_tuned_dataset_s_own_settings(tracked, tmp_path, raw_params, monkeypatch):
-    from sinernn import training
+    from sinernn.core import training
 
     raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "diff"}
     raw_params["tune"].update(n_trials=1)
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
+    generate_job(params, "clean", npz)
     seen = []
     real_fit = training.fit_architecture
     monkeypatch.setattr(training, "fit_architecture", lambda arch, cfg, *args, **kw: seen.append(cfg) or real_fit(arch, cfg, *args, **kw))
-    jobs.tune_job(params, "rnn", npz, tmp_path / "tuned/rnn.json")
+    tune_job(params, "rnn", npz, tmp_path / "tuned/rnn.json")
     assert seen and all((cfg.window, cfg.scaling) == (8, "diff") for cfg in seen)
-    from sinernn import tuning  # and other settings are another study, not a resumed one
     raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "window"}
-    assert tuning.study_name(parse_params(raw_params), "rnn", "hash") != tuning.study_name(params, "rnn", "hash")
+    assert study_name(parse_params(raw_params), "rnn", "hash") != study_name(params, "rnn", "hash")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from sinernn.checkpoint import load_checkpoint, save_checkpoint
-from sinernn.errors import DataError
-from sinernn.models import KINDS, build_model
+from sinernn.core.checkpoint import load_checkpoint, save_checkpoint
+from sinernn.core.errors import DataError
+from sinernn.core.models import KINDS, build_model
 
 CONFIGS = {
     "rnn": {"kind": "rnn", "hidden_size": 8, "num_layers": 1, "dropout": 0.0},

@@ -17,9 +17,11 @@ import random
 
 import pytest
 
-from sinernn import jobs
-from sinernn.config import BASELINE_KINDS, ParamsError, parse_params
-from sinernn.errors import TrainingDiverged
+from sinernn.core.config import parse_params
+from sinernn.core.config_data import BASELINE_KINDS, ParamsError
+from sinernn.core.errors import TrainingDiverged
+from sinernn.jobs.generate import generate_job
+from sinernn.jobs.train import train_job
 
 DRAWS = int(os.environ.get("SINERNN_PROPERTY_DRAWS") or 25)
 KINDS = ("rnn", "gru", "lstm", "transformer", "ridge", "persistence")
@@ -264,8 +266,8 @@ def test_params_that_validate_also_run(draw, tracked, tmp_path, torch_threads, f
     npz = tmp_path / f"data/processed/{dataset}.npz"
     crashed = 0
     try:
-        jobs.generate_job(params, dataset, npz)
-        jobs.train_job(params, dataset, arch, npz, tmp_path / f"models/{dataset}/{arch}",
+        generate_job(params, dataset, npz)
+        train_job(params, dataset, arch, npz, tmp_path / f"models/{dataset}/{arch}",
                        tmp_path / f"reports/history/{dataset}/{arch}.csv")
     except TrainingDiverged as exc:  # a clear outcome, not a crash: the loop refuses NaN
         pytest.skip(f"draw {draw} diverged ({exc}): params {raw}")

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
-
 from conftest import ROOT, tiny_raw_params
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.e2e
 
@@ -192,9 +191,9 @@ def _status(root) -> dict:
 def test_an_edited_module_makes_every_stage_that_imports_it_stale(project, fault):
     """The modules the issue found missing from dvc.yaml: each edit must make its stages stale."""
     root, _ = project
-    expect = {"sinernn/config.py": "evaluate@clean", "sinernn/checkpoint.py": "evaluate@clean",
-              "sinernn/tuning.py": "train@clean-lstm", "sinernn/data.py": "train@clean-lstm",
-              "sinernn/plots.py": "diagnose", "sinernn/cli.py": "summarize"}
+    expect = {"sinernn/core/config.py": "evaluate@clean", "sinernn/core/checkpoint.py": "evaluate@clean",
+              "sinernn/core/tuned.py": "train@clean-lstm", "sinernn/core/data.py": "train@clean-lstm",
+              "sinernn/track/plots.py": "diagnose", "sinernn/cli.py": "summarize"}
     missed = []
     for module, stage in expect.items():
         path = root / module
@@ -208,6 +207,28 @@ def test_an_edited_module_makes_every_stage_that_imports_it_stale(project, fault
     fault.record("stale stages reported up to date", len(missed))
     assert not missed
     assert _status(root) == {}  # the edits undone: up to date again
+
+
+@pytest.mark.parametrize("module, stage", [("sinernn/jobs/train.py", "train"),  # one job
+                                           ("sinernn/track/gate.py", "register"),  # the champion gate
+                                           ("sinernn/tune/workers.py", "tune")])  # the Optuna worker loop
+def test_editing_one_module_makes_only_the_stages_that_import_it_stale(project, module, stage):
+    """An edit re-runs the instances of the stages that import the module, and nothing else (the
+    rest re-runs only where their outputs change)."""
+    root, _ = project
+    path = root / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# edited\n")
+        stale = set(_status(root))
+    finally:
+        path.write_bytes(original)
+    assert stale == set(_matrix_instances(root, stage)) and stale, stale
+
+
+def _matrix_instances(root, stage: str) -> list[str]:
+    listed = _run(["dvc", "stage", "list", "--name-only"], root).stdout.split()
+    return [name for name in listed if name == stage or name.startswith(f"{stage}@")]
 
 
 @pytest.mark.faults(scenario="two dvc repro at once")

@@ -1,4 +1,4 @@
-"""Where the distributed tests get PostgreSQL: the three sources of sinernn/postgres.py, and the
+"""Where the distributed tests get PostgreSQL: the three sources of sinernn/tune/postgres.py, and the
 throwaway server exercised for real with the local server out of reach."""
 
 import os
@@ -9,10 +9,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from conftest import ROOT
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT
-from sinernn import postgres
+from sinernn.tune import postgres
 
 CLOSED = "postgresql://postgres@127.0.0.1:9/test"  # nothing listens on port 9
 

@@ -16,14 +16,19 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from conftest import write_params
 from mlflow import MlflowClient
 
-from conftest import write_params
-from sinernn import jobs, registry, serving
+from sinernn import serving
 from sinernn.cli import main
-from sinernn.config import parse_params
-from sinernn.evaluation import rollout
-from sinernn.models import build_model
+from sinernn.core.config import parse_params
+from sinernn.core.evaluation import rollout
+from sinernn.core.models import build_model
+from sinernn.jobs.evaluate import evaluate_job
+from sinernn.jobs.generate import generate_job
+from sinernn.jobs.register import register_job
+from sinernn.jobs.train import train_job
+from sinernn.track import registry
 
 PERIOD = 37.7
 
@@ -51,12 +56,12 @@ def _pipeline(params, tmp_path, archs, dataset="clean", snapshot=0, source=None)
     params = params.model_copy(update={"run": params.run.model_copy(update={"architectures": archs}),
                                        "datasets": {**params.datasets, dataset: source}})
     npz = tmp_path / f"data/processed/{dataset}.npz"
-    jobs.generate_job(params, dataset, npz)
+    generate_job(params, dataset, npz)
     for arch in archs:
-        jobs.train_job(params, dataset, arch, npz, tmp_path / f"models/{dataset}/{arch}", tmp_path / f"h/{arch}.csv")
-    jobs.evaluate_job(params, dataset, npz, tmp_path / f"models/{dataset}", tmp_path / f"reports/eval/{dataset}.json",
+        train_job(params, dataset, arch, npz, tmp_path / f"models/{dataset}/{arch}", tmp_path / f"h/{arch}.csv")
+    evaluate_job(params, dataset, npz, tmp_path / f"models/{dataset}", tmp_path / f"reports/eval/{dataset}.json",
                       tmp_path / "p", tmp_path / "r")
-    return jobs.register_job(params, dataset, npz, tmp_path / f"models/{dataset}", tmp_path / f"reports/eval/{dataset}.json",
+    return register_job(params, dataset, npz, tmp_path / f"models/{dataset}", tmp_path / f"reports/eval/{dataset}.json",
                              tmp_path / f"reports/registry/{dataset}.json")
 
 
@@ -142,7 +147,7 @@ def test_a_re_run_registers_nothing_twice(store, tmp_path, params):
     _pipeline(params, tmp_path, ["ridge"])
     npz, models = tmp_path / "data/processed/clean.npz", tmp_path / "models/clean"
     ridge_only = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["ridge"]})})
-    again = jobs.register_job(ridge_only, "clean", npz, models, tmp_path / "reports/eval/clean.json", tmp_path / "again.json")
+    again = register_job(ridge_only, "clean", npz, models, tmp_path / "reports/eval/clean.json", tmp_path / "again.json")
     assert again["decision"] == "kept: the challenger is the champion already"
     assert len(MlflowClient(store).search_model_versions("name = 'sinernn-clean'")) == 1
 

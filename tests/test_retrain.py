@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from sinernn import retrain
-from sinernn.files import write_json
+from sinernn.core.files import write_json
+from sinernn.jobs import retrain
 
 
 def _dvc_output(stderr: str) -> subprocess.CompletedProcess:

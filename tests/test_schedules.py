@@ -11,7 +11,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 CODES = {0: True, 1: True, 75: True, 2: False}  # exit code -> a successful outcome?

@@ -1,6 +1,6 @@
 """The multi-machine recipe of docs/deployment.md ("Many machines, securely"), run as written:
 every step of deploy/secure_recipe.sh but the SSH tunnel, on 127.0.0.1, with a real PostgreSQL
-role (the `postgres` fixture's server; see sinernn/postgres.py) and a real `mlflow server` with
+role (the `postgres` fixture's server; see sinernn/tune/postgres.py) and a real `mlflow server` with
 basic auth and TLS. Strangers are refused; two workers, one straight on PostgreSQL and one through
 the storage proxy, log every trial; no password reaches a command line, a log or a file."""
 
@@ -22,17 +22,21 @@ import uuid
 import warnings
 from pathlib import Path
 
-import optuna
 import psycopg
 import pytest
 import requests
+from conftest import ROOT, write_params
 from mlflow import MlflowClient
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT, write_params
-from sinernn import cli, jobs, tuning
-from sinernn.config import parse_params
+import optuna
+from sinernn import cli
+from sinernn.core.config import parse_params
+from sinernn.jobs.generate import generate_job
+from sinernn.tune import storage as tune_storage
+from sinernn.tune.storage import open_storage
+from sinernn.tune.study import study_name
 
 RECIPE = ROOT / "deploy/secure_recipe.sh"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -259,7 +263,7 @@ def test_the_secure_recipe_refuses_strangers_and_its_workers_log_every_trial(
     proxy = d.start("storage proxy", "storage-proxy", "--params", str(params_path))
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)  # what `dvc repro generate` gives every machine
+    generate_job(params, "clean", npz)  # what `dvc repro generate` gives every machine
     assert "storage proxy" in proxy.stdout.readline()
     deadline = time.time() + 30  # the proxy prints its line just before it binds the port
     while not (listening := _listening_addresses(d.proxy_port)) and time.time() < deadline:
@@ -294,8 +298,8 @@ def test_the_secure_recipe_refuses_strangers_and_its_workers_log_every_trial(
     for label in ("worker on PostgreSQL", "worker on the proxy"):
         assert d.finish(label) == 0, d.outputs[label][-3000:]
 
-    storage = tuning.open_storage(d.storage_url(), 1, 1)
-    name = tuning.study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    storage = open_storage(d.storage_url(), 1, 1)
+    name = study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
     trials = optuna.load_study(study_name=name, storage=storage).trials
     finished = {t.number for t in trials if t.state.name in ("COMPLETE", "PRUNED")}
     assert len(finished) == 3
@@ -326,7 +330,7 @@ def test_the_secure_recipe_refuses_strangers_and_its_workers_log_every_trial(
                                           ("0.0.0.0", True), ("10.0.0.5", True), ("proxy.example", True)])
 def test_the_storage_proxy_warns_when_it_listens_beyond_this_machine(host, warned, raw_params, tmp_path, monkeypatch, capsys):
     served = []
-    monkeypatch.setattr(tuning, "serve_proxy", lambda *args: served.append(args))
+    monkeypatch.setattr(tune_storage, "serve_proxy", lambda *args: served.append(args))
     path = write_params(tmp_path / "params.yaml", raw_params)
     assert cli.main(["storage-proxy", "--params", str(path), "--storage", "sqlite:///studies.db", "--host", host]) == 0
     assert served and served[0][1] == host  # it still serves

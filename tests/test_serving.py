@@ -16,10 +16,10 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pytest
-
 from conftest import write_params
-from sinernn.cli import main
 from test_registry import _csv_source, _pipeline, level_sine, write_csv
+
+from sinernn.cli import main
 
 WINDOW = 16  # the tiny params' train.window
 

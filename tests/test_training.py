@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from sinernn import data
-from sinernn.config import SineSource, TrainConfig
-from sinernn.errors import TrainingDiverged
-from sinernn.evaluation import evaluate, rollout
-from sinernn.framing import frame
-from sinernn.models import build_model
-from sinernn.training import fit_baseline, train_model
+from sinernn.core import data
+from sinernn.core.config_data import SineSource
+from sinernn.core.config_stages import TrainConfig
+from sinernn.core.errors import TrainingDiverged
+from sinernn.core.evaluation import evaluate, rollout
+from sinernn.core.framing import frame
+from sinernn.core.models import build_model
+from sinernn.core.training import fit_baseline, train_model
 
 WINDOW = 16
 HORIZONS = [100, 1000]
@@ -72,7 +73,7 @@ def test_early_stopping_restores_the_best_weights(clean):
     assert len(result.history) < 40
     best = min(stats.val_loss for stats in result.history)
     assert result.best_val_loss == best
-    from sinernn.training import mean_loss
+    from sinernn.core.training import mean_loss
 
     assert mean_loss(model, val) == pytest.approx(best)
 

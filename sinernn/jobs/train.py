@@ -1,0 +1,85 @@
+"""Job of the `train` stage: one architecture trained on one dataset, its model and curves saved and logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinernn.core import data
+from sinernn.core.config import Params
+from sinernn.core.files import write_csv, write_json
+from sinernn.track.tracking import flat_params, stage_run
+
+
+def train_job(
+    params: Params, dataset_name: str, arch_name: str, data_path: Path, model_dir: Path, history_path: Path,
+    tuned_path: Path | None = None,
+) -> dict:
+    """Train one architecture on one dataset; writes model.pt and train.json to model_dir.
+
+    tuned_path: the `tune` stage's best values for this architecture, applied over params.yaml.
+    """
+    import torch
+
+    from sinernn.core.checkpoint import save_checkpoint
+    from sinernn.core.training import fit_architecture
+    from sinernn.core.tuned import read_tuned
+    from sinernn.track.plots import loss_curves
+
+    dataset, manifest = data.load(data_path)
+    tuned = read_tuned(tuned_path) if tuned_path else {}
+    arch, cfg, own = settings(params, dataset_name, arch_name, tuned)
+    torch.set_num_threads(cfg.threads)
+
+    tags = {
+        "stage": "train", "dataset": dataset_name, "architecture": arch_name, "kind": arch.kind,
+        "framing": cfg.framing, "dataset_hash": manifest["sha256"],
+    }
+    run_name = f"train-{dataset_name}-{arch_name}"
+    with stage_run(params.mlflow.experiment, run_name, tags) as run:
+        run.log_params({"seed": params.seed, **flat_params("arch", arch.model_dump()), **flat_params("train", cfg.model_dump())})
+        run.client.set_tag(run.run_id, "tuned", "yes" if tuned.get("best_value") is not None else "no")
+        fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name,
+                                  season=params.datasets[dataset_name].season)
+        model, result = fitted.model, fitted.result
+        # What a forecast needs besides the weights: how the inputs were framed and scaled.
+        model_config = {**fitted.model_config, "framing": cfg.framing, "window": cfg.window,
+                        "scale_mean": dataset.scale_mean, "scale_std": dataset.scale_std}
+        summary = {
+            "train_seconds": result.seconds,
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "framing": cfg.framing,
+            "window": cfg.window,
+            "scaling": cfg.scaling,
+            "dataset_hash": manifest["sha256"],
+            "mlflow_run_id": run.run_id,
+            "tuned": {"arch": tuned.get("arch", {}),  # the tuned values used (not those the dataset's own replaced)
+                      "train": {k: v for k, v in tuned.get("train", {}).items() if k not in own}},
+        }
+        run.log_metrics({"train_seconds": result.seconds, "best_val_loss": result.best_val_loss})
+        run.log_figure(loss_curves(result.history_rows(), run_name), "plots/loss_curves.png")
+        if params.mlflow.log_models and cfg.framing == "window":  # only a window model forecasts a series
+            from sinernn.serving import Forecaster, example_windows
+
+            summary["mlflow_model_id"] = run.log_forecaster(
+                Forecaster(model, dataset.scale_mean, dataset.scale_std), example_windows(dataset, cfg.window),
+                {"window": cfg.window, "dataset": dataset_name, "architecture": arch_name})
+        # DVC outputs last: a failure above leaves the previous ones as they were.
+        save_checkpoint(model_dir / "model.pt", model, model_config)
+        write_json(model_dir / "train.json", summary)
+        write_csv(history_path, result.history_rows())
+    return summary
+
+
+def settings(params: Params, dataset_name: str, arch_name: str, tuned: dict):
+    """The architecture and training settings a model is trained with, and the dataset's own ones.
+
+    params.yaml's train, then the dataset's own settings, then the tuned values; on a dataset the
+    search did not run on, its own settings win again (a window tuned on another series is not its).
+    """
+    from sinernn.core.tuned import apply_tuned
+
+    arch, cfg = apply_tuned(params.architectures[arch_name], params.train_for(dataset_name), tuned)
+    own = params.datasets[dataset_name].train.model_dump(exclude_none=True) if dataset_name != params.tune.dataset else {}
+    return arch, cfg.model_copy(update=own), own

@@ -1,0 +1,1 @@
+"""The edge that talks to MLflow: runs, the model registry and its champion gate, plots."""

@@ -1,0 +1,250 @@
+"""MLflow at the edge: where the store is, one run per stage job, batched metric logging.
+
+Default store: `sqlite:///<project root>/mlflow.db` with artifacts in `<project root>/mlartifacts`.
+The project root is DVC_ROOT when DVC runs the stage: `dvc exp run --temp` and `--queue` run in a
+temporary copy under .dvc/tmp/exps/, but DVC_ROOT still names the real repository, so every run
+lands in the same store as `dvc repro` instead of a database that vanishes with the copy.
+MLFLOW_TRACKING_URI overrides all of this (a shared tracking server).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sinernn.core.errors import TrackingError
+from sinernn.core.secrets import redact_in, redact_url
+
+# Fail in seconds, not minutes, when a tracking server is unreachable (MLflow's own defaults retry
+# for a long time). A user's explicit setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+METRIC_BATCH = 500  # per-epoch metrics are sent in batches, not one request per value
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(project_root())
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+class StageRun:
+    """One MLflow run for one stage job; created through `stage_run`."""
+
+    def __init__(self, client, run_id: str):
+        self.client = client
+        self.run_id = run_id
+        self._pending: list = []
+
+    def log_epoch(self, stats) -> None:
+        """An `on_epoch` callback for training.train_model: buffers, sends in batches."""
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        for key in ("train_loss", "val_loss", "grad_norm", "lr"):
+            self._pending.append(Metric(key, float(getattr(stats, key)), timestamp, stats.epoch))
+        if len(self._pending) >= METRIC_BATCH:
+            self.flush()
+
+    def log_series(self, key: str, values: list[float]) -> None:
+        """One metric over steps 1..N, e.g. a loss curve recorded outside the training loop."""
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        self._pending += [Metric(key, float(v), timestamp, step) for step, v in enumerate(values, 1)]
+        self.flush()
+
+    def flush(self) -> None:
+        for start in range(0, len(self._pending), 1000):  # MLflow's per-request limit
+            self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])
+        self._pending.clear()
+
+    def log_metrics(self, metrics: dict[str, float | None], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        batch = [Metric(k, float(v), timestamp, step) for k, v in metrics.items() if v is not None]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_params(self, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_dict(self, payload: dict, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, payload, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure, artifact_file: str, dpi: int | None = None) -> None:
+        """A matplotlib figure as a PNG artifact, closed afterwards (default dpi: sinernn.track.plots)."""
+        import matplotlib.pyplot as plt
+
+        from sinernn.track.plots import DPI
+
+        try:
+            self.client.log_figure(self.run_id, figure, artifact_file, save_kwargs={"dpi": dpi or DPI})
+        finally:
+            plt.close(figure)
+
+    def log_forecaster(self, forecaster, example_windows, metadata: dict) -> str:
+        """The model as a deployable forecaster (see sinernn/serving.py): exported with
+        torch.export, logged the MLflow 3 way (name=) as a pyfunc with a signature, a `horizon`
+        param and an input example in original units. Returns its logged-model id."""
+        import tempfile
+
+        import mlflow
+        import mlflow.pyfunc
+        import numpy as np
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+        from sinernn import serving
+
+        example = np.asarray(example_windows, dtype=np.float32)  # (N, W), original units
+        with tempfile.TemporaryDirectory() as scratch:
+            path = serving.export(forecaster, example, Path(scratch) / serving.EXPORT_FILE)
+            # (N, W) windows in, (N, horizon) forecasts out; `horizon` defaults to 1, the next value.
+            signature = ModelSignature(
+                inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1]))]),
+                outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1))]),
+                params=ParamSchema([ParamSpec("horizon", "long", 1)]),
+            )
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    loader_module=serving.LOADER_MODULE,
+                    data_path=str(path),
+                    signature=signature,
+                    input_example=(example, {"horizon": 1}),
+                    metadata={"format": serving.EXPORT_FORMAT, **metadata},
+                    # Explicit requirements: inferring them imports every package and takes
+                    # seconds. The loader is this package: serve with --env-manager local.
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+                )
+        return info.model_id
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _experiment_id(client, name: str, root: Path, embedded: bool) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # With the embedded store, keep artifacts beside mlflow.db at the project root (an absolute
+    # location, so runs from temporary experiment copies land there too).
+    location = (root / "mlartifacts").as_uri() if embedded else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another process created it between our lookup and our create.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _recovery(uri: str, exc: Exception) -> str:
+    """What to do about a store that cannot be used: a corrupt SQLite file is not a server that is
+    down, and retrying cannot fix it."""
+    text = str(exc)
+    if uri.startswith("sqlite:///") and "database or disk is full" in text:
+        return f"the disk holding {uri.removeprefix('sqlite:///')} is full: free some space and run it again"
+    if uri.startswith("sqlite:///") and ("malformed" in text or "not a database" in text):
+        path = uri.removeprefix("sqlite:///")
+        return (f"{path} is corrupt: restore it from a backup, or move it aside "
+                f"(mv {path} {path}.corrupt) and re-run to start an empty store")
+    return "check MLFLOW_TRACKING_URI or that the server is running"
+
+
+@contextmanager
+def stage_run(
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+    killed_by: tuple[type[BaseException], ...] = (),
+) -> Iterator[StageRun]:
+    """Open an MLflow run; it ends FINISHED, or FAILED with the error recorded as a tag.
+
+    parent_run_id: nest it under that run (works across processes and machines, unlike the
+    fluent API's nested runs). resume_run_id: continue that run instead of creating one.
+    killed_by: exceptions that end the run KILLED rather than FAILED (a pruned Optuna trial).
+    Connecting happens first, so an unreachable store stops the job before any work is done.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    root = project_root()
+    embedded = uri == default_tracking_uri(root)
+    # log_model goes through the fluent API: same store. (This also sets MLFLOW_TRACKING_URI in
+    # this process's environment, so decide `embedded` before.)
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        if resume_run_id:
+            client.update_run(resume_run_id, status="RUNNING")
+            run_id = resume_run_id
+        else:
+            experiment_id = _experiment_id(client, experiment, root, embedded)
+            all_tags = {"git_commit": git_commit(root), "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **tags}
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+    except Exception as exc:
+        reason = redact_in(" ".join(str(exc).split()), uri)[:200]
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {redact_url(uri)} ({type(exc).__name__}: {reason}); "
+            + _recovery(uri, exc)
+        ) from None
+    stage = StageRun(client, run_id)
+    try:
+        yield stage
+        stage.flush()
+    except BaseException as exc:
+        try:
+            stage.flush()
+            killed = isinstance(exc, killed_by) if killed_by else False
+            client.set_tag(stage.run_id, "error" if not killed else "stopped", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_terminated(stage.run_id, status="KILLED" if killed else "FAILED")
+        except Exception:
+            pass  # the original error is the one the user must see
+        raise
+    client.set_terminated(stage.run_id, status="FINISHED")
+
+
+def flat_params(prefix: str, values: dict) -> dict:
+    """{"prefix.key": value}: a params section as MLflow params."""
+    return {f"{prefix}.{key}": value for key, value in values.items()}

@@ -1,0 +1,1 @@
+"""Optuna searches: search space, storage, study, objective, worker processes, the coordinator."""

@@ -1,0 +1,116 @@
+"""One trial: suggest, train with the pipeline's own loop, report every epoch, maybe prune.
+
+Exactly n_trials: a trial that finds n_trials trials before it (two workers asked at the same
+moment) ends at once as FAIL with user attr `fail_reason` = "surplus", having trained nothing.
+Trials that diverge (NaN/inf) end FAIL with their reason and do not count: the study goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+from sinernn.core.config import Params
+from sinernn.core.errors import TrainingDiverged
+from sinernn.core.tuned import apply_tuned
+from sinernn.tune.space import suggest
+from sinernn.tune.study import FINISHED, IN_FLIGHT
+
+STALLED = "stalled"  # fail_reason of a trial the coordinator failed for silence (StallWatch)
+
+
+@dataclasses.dataclass
+class Objective:
+    """One trial: suggest, train with the pipeline's own loop, report every epoch, maybe prune."""
+
+    params: Params
+    arch_name: str
+    dataset: Any  # sinernn.core.data.Dataset
+    parent_run_id: str | None  # the study's MLflow run; None: do not log to MLflow
+    current: Any = None  # the trial being run, to tell whether a coordinator took it over
+
+    def __call__(self, trial) -> float:
+        import optuna
+        from sinernn.core.training import fit_architecture
+
+        self.current = trial
+        if trial.user_attrs.get("fail_reason", "").startswith(STALLED):
+            trial.set_user_attr("fail_reason", "")  # copied from the stalled trial this one retries
+        tune = self.params.tune
+        earlier = [t for t in trial.study.get_trials(deepcopy=False)
+                   if t.number < trial.number and t.state.name in FINISHED + IN_FLIGHT]
+        if len(earlier) >= tune.n_trials:
+            trial.set_user_attr("fail_reason", "surplus: the study already had n_trials trials")
+            raise SurplusTrial(f"trial {trial.number} is beyond n_trials={tune.n_trials}")
+
+        arch = self.params.architectures[self.arch_name]
+        base = self.params.train_for(tune.dataset)  # with the tuned dataset's own settings
+        overrides = suggest(trial, tune.space_for(self.arch_name), arch, base)
+        arch, cfg = apply_tuned(arch, base, overrides)
+        if tune.max_epochs:
+            cfg = cfg.model_copy(update={"max_epochs": tune.max_epochs})
+        epochs = 0
+
+        def report(stats) -> None:
+            nonlocal epochs
+            epochs = stats.epoch
+            try:
+                trial.report(stats.val_loss, stats.epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # A coordinator judged this trial stalled (tune.stall_timeout) and re-queued it.
+                raise TrialTakenOver(f"trial {trial.number} was failed as stalled and re-queued") from None
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}: val loss {stats.val_loss:.3g}")
+
+        tags = {"stage": "tune", "dataset": tune.dataset, "architecture": self.arch_name,
+                "kind": arch.kind, "optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
+        run_name = f"trial-{self.arch_name}-{trial.number}"
+        with self._child_run(run_name, tags) as run:
+            if run:
+                run.log_params(trial.params)
+            state = "failed"
+            try:
+                on_epoch = [run.log_epoch, report] if run else [report]
+                result = fit_architecture(arch, cfg, self.dataset, self.params.seed, on_epoch, run_name).result
+                state = "complete"
+            except optuna.TrialPruned:
+                state = "pruned"
+                raise
+            except TrainingDiverged as exc:
+                trial.set_user_attr("fail_reason", str(exc))
+                raise
+            finally:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
+                    trial.set_user_attr("epochs", epochs)
+                if run:
+                    run.client.set_tag(run.run_id, "optuna_state", state)
+                    run.log_metrics({"epochs": epochs})
+            if run:
+                run.log_metrics({"value": result.best_val_loss})
+        return result.best_val_loss
+
+    def was_taken_over(self) -> bool:
+        """Whether the trial last run was failed as stalled by a coordinator meanwhile."""
+        if self.current is None:
+            return False
+        frozen = self.current.study._storage.get_trial(self.current._trial_id)
+        return frozen.state.name == "FAIL" and frozen.user_attrs.get("fail_reason", "").startswith(STALLED)
+
+    def _child_run(self, run_name: str, tags: dict):
+        """The trial's MLflow run, nested under the study's run by an explicit parent id."""
+        import optuna
+        from sinernn.track.tracking import stage_run
+
+        if self.parent_run_id is None:
+            return contextlib.nullcontext(None)
+        return stage_run(self.params.mlflow.experiment, run_name, tags, parent_run_id=self.parent_run_id,
+                         killed_by=(optuna.TrialPruned,))
+
+
+class SurplusTrial(Exception):
+    """Raised by a trial created after the study already held n_trials trials."""
+
+
+class TrialTakenOver(Exception):
+    """Raised by a live trial that a coordinator failed as stalled and re-queued meanwhile."""

@@ -1,0 +1,82 @@
+"""The coordinator of one architecture's search: open (or resume, or join) its study, run the
+workers until it holds n_trials trials, record the study in MLflow, return the best values.
+
+    search(params, arch, data_path, storage, workers, out_path)
+      open_study(...)             the study named by what its trials depend on (study.py)
+      stage_run(...)              one MLflow run per study, its trials nested under it
+      run_study(...)              worker processes until the budget is used (workers.py)
+      -> {"arch": {...}, "train": {...}, "best_value", "best_trial", "study"}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinernn.core import data
+from sinernn.core.config import Params
+from sinernn.core.errors import TuneError
+from sinernn.core.files import csv_text, write_json
+from sinernn.core.secrets import redact_url
+from sinernn.track.tracking import flat_params, project_root, stage_run
+from sinernn.tune.storage import open_storage, storage_url
+from sinernn.tune.study import (
+    best_overrides, count_states, open_study, study_name, study_plots, trial_rows, wait_for_user_attr,
+)
+from sinernn.tune.workers import run_study
+
+
+def search(params: Params, arch_name: str, data_path: Path, storage: str | None, workers: int,
+           out_path: Path) -> dict:
+    """Run one architecture's study on `data_path` with `workers` local processes; write the best
+    trial's values, {"arch": ..., "train": ...} plus its value and number, to out_path (JSON, still
+    inside the study's MLflow run, so a failed write fails the run) and return them.
+
+    storage: --storage, or None for $SINERNN_OPTUNA_STORAGE, tune.storage, optuna/studies.db.
+    """
+    import optuna
+
+    tune = params.tune
+    _, manifest = data.load(data_path)  # a missing or corrupt file stops here, before any trial
+    url = storage_url(params, storage, project_root())
+    name = study_name(params, arch_name, manifest["sha256"])
+    opened = open_storage(url, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
+    study, created = open_study(opened, name, params)
+    # A resumed study, or one another machine created: log under its existing MLflow run.
+    # (A study with no trials yet was created by another coordinator an instant ago: give it time
+    # to record its run, or each machine would open its own.)
+    parent_id = None if created else wait_for_user_attr(
+        study, "mlflow_parent_run_id", 30 if not study.trials else 0)
+    tags = {"stage": "tune", "dataset": tune.dataset, "architecture": arch_name,
+            "kind": params.architectures[arch_name].kind, "dataset_hash": manifest["sha256"], "optuna_study": name}
+    with stage_run(params.mlflow.experiment, f"tune-{tune.dataset}-{arch_name}", tags,
+                   resume_run_id=parent_id) as run:
+        if parent_id is None:
+            study.set_user_attr("mlflow_parent_run_id", run.run_id)
+            run.log_params({"storage": redact_url(url), **flat_params("tune", tune.model_dump(exclude={"space", "storage"})),
+                            **flat_params("space", tune.space_for(arch_name).model_dump())})
+        run_study(params, arch_name, data_path, url, name, run.run_id, workers)
+        study = optuna.load_study(study_name=name, storage=opened)
+        payload = _record(run, study, params, arch_name)
+        write_json(out_path, payload)  # the stage's output last: a failure above leaves the old one
+    return payload
+
+
+def _record(run, study, params: Params, arch_name: str) -> dict:
+    """The finished study in its MLflow run (best values as tags, counts, trials.csv, plots)."""
+    counts = count_states(study)
+    if counts["COMPLETE"] == 0:
+        raise TuneError(f"study {study.study_name}: no trial completed ({counts}); see the trials' fail_reason")
+    best = study.best_trial
+    rows = trial_rows(study)
+    # Tags, not params: a resumed study may find a better trial, and MLflow params are immutable.
+    for key, value in best.params.items():
+        run.client.set_tag(run.run_id, f"best.{key}", str(value))
+    run.client.set_tag(run.run_id, "best_trial", str(best.number))
+    run.log_metrics({"best_value": best.value, "n_complete": counts["COMPLETE"], "n_pruned": counts["PRUNED"],
+                     "n_failed": counts["FAIL"], "epochs_trained": sum(row["epochs"] or 0 for row in rows)},
+                    step=len(rows))
+    run.log_text(csv_text(rows), "trials.csv")
+    for filename, figure in study_plots(study).items():
+        run.log_figure(figure, f"plots/{filename}", dpi=100)  # 8 x 5 inches: 800 x 500 pixels
+    return {**best_overrides(study, params, arch_name), "best_value": best.value, "best_trial": best.number,
+            "study": study.study_name}

@@ -1,0 +1,37 @@
+"""The search space: what a trial may change (core/tuned.py applies the values a study found)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sinernn.core.config_data import BASELINE_KINDS, ArchConfig
+from sinernn.core.config_stages import SearchSpace, TrainConfig
+
+
+def suggest(trial, space: SearchSpace, arch: ArchConfig, train: TrainConfig) -> dict:
+    """Draw one point of the search space: {"arch": {...}, "train": {...}} overrides."""
+    arch_values: dict[str, Any] = {}
+    train_values: dict[str, Any] = {}
+    if space.lr:
+        train_values["lr"] = trial.suggest_float("lr", space.lr.low, space.lr.high, log=space.lr.log)
+    if space.grad_clip:
+        train_values["grad_clip"] = trial.suggest_categorical("grad_clip", list(space.grad_clip))
+    if space.window:
+        train_values["window"] = trial.suggest_int("window", space.window.low, space.window.high, log=space.window.log)
+    if space.batch_size:
+        train_values["batch_size"] = trial.suggest_categorical("batch_size", list(space.batch_size))
+    if space.num_layers:
+        arch_values["num_layers"] = trial.suggest_int("num_layers", space.num_layers.low, space.num_layers.high)
+    if space.hidden_size:
+        size = trial.suggest_int("hidden_size", space.hidden_size.low, space.hidden_size.high, log=space.hidden_size.log)
+        if arch.kind == "transformer":  # d_model must be a multiple of nhead
+            d_model = math.ceil(size / arch.nhead) * arch.nhead
+            arch_values.update(d_model=d_model, dim_feedforward=2 * d_model)
+        else:
+            arch_values["hidden_size"] = size
+    return {"arch": arch_values, "train": train_values}
+
+
+def tunable(arch: ArchConfig) -> bool:
+    return arch.kind not in BASELINE_KINDS
