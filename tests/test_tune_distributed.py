@@ -160,3 +160,28 @@ def tracking_server(tmp_path, postgres):
     yield uri
     server.terminate()
     server.wait()
+
+
+def test_two_machines_tagging_the_study_run_at_once_both_succeed(postgres):
+    """Two coordinators that finish one study tag its shared MLflow run with the best trial at the
+    same moment (sinernn.tune.search.tag_run). MlflowClient.set_tag has no retry: one of the two failed with a
+    unique-key violation (seen in CI); MLflow's batch retries the conflict."""
+    from sinernn.tune.postgres import create_database
+
+    store = create_database(postgres, "sinernn_tag_race_test")
+    client = MlflowClient(store)
+    experiment = client.create_experiment(f"tag-race-{uuid.uuid4().hex[:8]}")
+    writer = ("import sys, time\nfrom mlflow import MlflowClient\nfrom sinernn.track.tracking import StageRun\n"
+              "from sinernn.tune.search import tag_run\n"
+              "run = StageRun(MlflowClient(sys.argv[1]), sys.argv[2])\n"
+              "time.sleep(max(0, float(sys.argv[3]) - time.time()))\n"
+              "tag_run(run, {f'best.p{i}': i for i in range(6)} | {'best_trial': 3})\n")
+    failed = []
+    for _ in range(4):  # the race is lost about every other time with set_tag
+        run_id = client.create_run(experiment).info.run_id
+        start = str(time.time() + 4)  # both import first, then write at this instant
+        both = [subprocess.Popen([sys.executable, "-c", writer, store, run_id, start], stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        failed += [process.stderr.read()[-300:] for process in both if process.wait(timeout=60) != 0]
+        assert client.get_run(run_id).data.tags["best_trial"] == "3"
+    assert failed == []
