@@ -6,7 +6,7 @@
     sinernn storage-proxy --storage URL          Optuna's gRPC proxy in front of a storage
     sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
-    sinernn summarize                            reports/metrics.json
+    sinernn summarize                            reports/metrics.json, scores/, comparison/
     sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
     sinernn report                               reports/REPORT.md from the measurements
     sinernn register --dataset clean             models in the MLflow registry, @champion decided
@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.description or command.help)
         sub.add_argument("--params", type=Path, default=Path("params.yaml"),
                          help="the params file to validate and use (default: %(default)s)")
+        sub.add_argument("--set", "-S", action="append", default=[], metavar="KEY=VALUE",
+                         help="override one param for this command, e.g. -S tune.n_trials=10 (repeatable; "
+                              "as dvc exp run -S, but not written to params.yaml)")
         command.arguments(sub)
         sub.set_defaults(handler=command.handler)
     return parser
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int | None:
     args = build_parser().parse_args(argv)
-    params = load_params(args.params)  # validated before any work starts
+    params = load_params(args.params, args.set)  # validated before any work starts
     check_name("dataset", getattr(args, "dataset", None), params.datasets)
     return args.handler(args, params)
 

@@ -185,12 +185,15 @@ def _evaluate(args, params) -> None:
 def _summarize_args(parser) -> None:
     _path_option(parser, "--eval-dir", paths.EVAL_DIR, "per-dataset evaluation files")
     _path_option(parser, "--out", paths.METRICS, "merged metrics")
+    _path_option(parser, "--scores", paths.SCORES_DIR, "a few figures per model (dvc metrics show)")
+    _path_option(parser, "--comparison", paths.COMPARISON_DIR, "error by architecture per dataset (dvc plots)")
 
 
 def _summarize(args, params) -> None:
     from sinernn.jobs.summarize import summarize_job
 
-    summarize_job(params, _path(args.eval_dir, paths.EVAL_DIR), _path(args.out, paths.METRICS))
+    summarize_job(params, _path(args.eval_dir, paths.EVAL_DIR), _path(args.out, paths.METRICS),
+                  _path(args.scores, paths.SCORES_DIR), _path(args.comparison, paths.COMPARISON_DIR))
 
 
 # ---- diagnose, report -------------------------------------------------------------------------
@@ -330,6 +333,8 @@ def _retrain(args, params) -> int:
     from sinernn.jobs.retrain import retrain
     from sinernn.track.tracking import project_root
 
+    if args.set:  # it runs `dvc repro`, which reads params.yaml itself
+        raise SinernnError("retrain runs the pipeline on params.yaml as it is: edit the file, not --set")
     if args.snapshot is not None and args.snapshot < 0:
         raise SinernnError(f"--snapshot must be 0 or more (got {args.snapshot})")
     if args.margin is not None and not 0 <= args.margin < 1:

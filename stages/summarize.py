@@ -1,6 +1,7 @@
 """DVC stage `summarize`. dvc.yaml runs:
 
     python stages/summarize.py --eval-dir reports/eval --out reports/metrics.json
+        --scores reports/scores --comparison reports/comparison
 
 Wiring only: the `sinernn summarize` command validates params.yaml and calls sinernn.jobs.
 """

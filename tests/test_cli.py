@@ -134,3 +134,29 @@ def test_a_stage_run_by_hand_without_paths_uses_the_paths_dvc_yaml_passes(stage,
 def _fake_result(stage: str):
     return {"train": {"best_val_loss": 1.0, "epochs": 1, "train_seconds": 0.0},
             "tune": {"best_value": None, "note": "test"}, "register": {"decision": "kept"}}.get(stage, {})
+
+
+def test_set_overrides_one_param_for_one_command_and_is_validated(tmp_path):
+    from sinernn.core.config import ParamsError, load_params
+
+    path = Path(__file__).resolve().parents[1] / "params.yaml"
+    before = path.read_bytes()
+    params = load_params(path, ["tune.n_trials=3", "mlflow.experiment=demo", "train.grad_clip=0"])
+    assert (params.tune.n_trials, params.mlflow.experiment, params.train.grad_clip) == (3, "demo", 0)
+    assert path.read_bytes() == before  # the file itself is untouched
+    with pytest.raises(ParamsError, match=r"tune\.n_trials: Input should be greater"):
+        load_params(path, ["tune.n_trials=-1"])
+    with pytest.raises(ParamsError, match="expected KEY=VALUE"):
+        load_params(path, ["tune.n_trials"])
+    with pytest.raises(ParamsError, match="seed is not a section"):
+        load_params(path, ["seed.x=1"])
+    assert build_parser().parse_args(["tune", "--arch", "gru", "-S", "a=1", "--set", "b=2"]).set == ["a=1", "b=2"]
+
+
+def test_retrain_refuses_set_because_dvc_repro_reads_params_yaml_itself():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "sinernn.cli", "retrain", "-S", "seed=1"], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2 and "edit the file, not --set" in result.stderr

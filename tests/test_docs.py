@@ -504,3 +504,14 @@ def test_the_checker_reports_a_moved_module_and_a_broken_link(tmp_path):
                     "[web](https://example.com/x#y)\n")
     found = link_problems(page, tmp_path)
     assert len(found) == 2 and "gone.md" in found[0] and "#not-a-heading" in found[1], found
+
+
+def test_the_screenshot_command_without_a_browser_says_so_and_exits_3(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "docs/screenshots.py"), "--out", str(tmp_path)],
+                            env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3
+    assert "no Chromium or Chrome on PATH" in result.stderr and "apt-get install chromium" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -73,9 +73,66 @@ def test_generate_train_evaluate_summarize(tracked, tmp_path, params):
     assert np.allclose(served.predict(windows), expected, atol=1e-5)
     assert served.predict(windows, params={"horizon": 7}).shape == (5, 7)
 
-    eval_run = _runs(tracked, "evaluate-clean-lstm")[0]
-    assert eval_run.data.metrics["test_mse"] == pytest.approx(results["lstm"]["test_mse"])
-    assert eval_run.data.tags["train_run_id"] == train_run.info.run_id
+
+
+def test_each_model_s_training_run_holds_its_params_curves_and_test_scores(tracked, tmp_path, params):
+    """One entity per model, as the MLflow UI compares them: the training run gets the evaluate
+    stage's scores (and log10 companions), its logged model the same scores on the test dataset."""
+    import math
+
+    npz = tmp_path / "data/processed/clean.npz"
+    manifest = generate_job(params, "clean", npz)
+    archs = ["gru", "persistence"]
+    for arch in archs:
+        train_job(params, "clean", arch, npz, tmp_path / f"models/clean/{arch}", tmp_path / f"h/{arch}.csv")
+    some = params.model_copy(update={"run": params.run.model_copy(update={"architectures": archs})})
+    results = evaluate_job(some, "clean", npz, tmp_path / "models/clean", tmp_path / "eval.json",
+                           tmp_path / "predictions", tmp_path / "rollouts", tmp_path / "backtests.csv")
+    client = MlflowClient(tracked)
+    run = _runs(tracked, "train-clean-gru")[0]
+    assert run.data.params["train.lr"] == str(params.train.lr) and run.data.params["arch.hidden_size"] == "32"
+    for key, value in results["gru"].items():
+        if isinstance(value, float) and key != "train_seconds":
+            assert run.data.metrics[key] == pytest.approx(value, rel=1e-12), key
+    assert run.data.metrics["log10_test_mse"] == pytest.approx(math.log10(results["gru"]["test_mse"]), rel=1e-12)
+    assert run.data.metrics["log10_rollout_mse_1000"] == pytest.approx(math.log10(results["gru"]["rollout_mse_1000"]))
+    assert "log10_noise_floor_ratio" not in run.data.metrics  # clean: no noise, no ratio
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == params.train.max_epochs
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} == {
+        "evaluation/predictions.png", "evaluation/rollout.png", "evaluation/backtest.png"}
+    # the dataset as an input: the DVC file as source, its content hash as digest
+    (used,) = run.inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.digest) == ("clean", manifest["sha256"][:16])
+    assert json.loads(used.dataset.source)["uri"] == "data/processed/clean.npz"
+    assert {tag.key: tag.value for tag in used.tags}["mlflow.data.context"] == "training"
+    assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.source.git.commit"]
+    # MLflow 3's UI opens the experiment on its runs (model training), not on GenAI traces
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    # the logged model: the same scores, on the test dataset, and the training params
+    (model,) = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    scores = {metric.key: metric for metric in model.metrics}
+    assert scores["test_mse"].value == pytest.approx(results["gru"]["test_mse"], rel=1e-12)
+    assert (scores["log10_test_mse"].dataset_name, scores["log10_test_mse"].dataset_digest) == ("clean", used.dataset.digest)
+    assert model.params["train.lr"] == str(params.train.lr)
+    # the stage's own run compares the models: every score and the charts, on the test context
+    stage = _runs(tracked, "evaluate-clean")[0]
+    assert {tag.key: tag.value for tag in stage.inputs.dataset_inputs[0].tags}["mlflow.data.context"] == "test"
+    assert {a.path for a in client.list_artifacts(stage.info.run_id, "plots")} == {
+        "plots/test_mse_by_architecture.png", "plots/backtest_by_horizon.png"}
+    assert not _runs(tracked, "evaluate-clean-gru")  # no run per model beside the training run
+
+
+def test_scores_of_a_model_whose_training_run_is_gone_get_a_run_of_their_own(tracked, tmp_path, params):
+    npz = tmp_path / "clean.npz"
+    generate_job(params, "clean", npz)
+    train_job(params, "clean", "ridge", npz, tmp_path / "models/ridge", tmp_path / "h.csv")
+    MlflowClient(tracked).delete_run(_runs(tracked, "train-clean-ridge")[0].info.run_id)
+    some = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["ridge"]})})
+    results = evaluate_job(some, "clean", npz, tmp_path / "models", tmp_path / "eval.json", tmp_path / "p", tmp_path / "r")
+    (own,) = _runs(tracked, "evaluate-clean-ridge")
+    assert own.data.metrics["test_mse"] == pytest.approx(results["ridge"]["test_mse"])
+    assert own.data.tags["train_run_missing"] == "yes"
+    assert own.data.tags["mlflow.parentRunId"] == _runs(tracked, "evaluate-clean")[0].info.run_id
 
 
 def test_a_diverging_run_writes_nothing_and_is_marked_failed(tracked, tmp_path, raw_params):
@@ -162,9 +219,9 @@ def test_a_dataset_s_own_window_and_scaling_reach_training_evaluation_the_export
     assert results["gru"]["rollout_mse_2000"] is None and "rollout_mse_2000" in results["gru"]["skipped"]
     assert json.loads((tmp_path / "eval.json").read_text())["gru"]["skipped"] == results["gru"]["skipped"]
     assert (tmp_path / "backtests.csv").read_text().splitlines()[0] == "horizon,gru,seasonal_naive"  # dvc plots
-    eval_run = _runs(tracked, "evaluate-noisy-gru")[0]
-    assert eval_run.data.tags["skipped"] == results["gru"]["skipped"]
-    steps = MlflowClient(tracked).get_metric_history(eval_run.info.run_id, "backtest_mae_by_horizon")
+    scored = _runs(tracked, "train-noisy-gru")[0]
+    assert scored.data.tags["skipped"] == results["gru"]["skipped"]
+    steps = MlflowClient(tracked).get_metric_history(scored.info.run_id, "backtest_mae_by_horizon")
     assert [m.step for m in steps][:3] == [1, 2, 3]
 
     # the exported forecaster (what the registry serves) differences its 8 values as the checkpoint does
@@ -219,3 +276,36 @@ def test_tuning_trains_with_the_tuned_dataset_s_own_settings(tracked, tmp_path, 
     assert seen and all((cfg.window, cfg.scaling) == (8, "diff") for cfg in seen)
     raw_params["datasets"]["clean"]["train"] = {"window": 8, "scaling": "window"}
     assert study_name(parse_params(raw_params), "rnn", "hash") != study_name(params, "rnn", "hash")
+
+
+def test_a_deleted_experiment_is_named_with_how_to_restore_it(tracked):
+    client = MlflowClient(tracked)
+    experiment_id = client.create_experiment("sinernn-deleted")
+    client.delete_experiment(experiment_id)
+    with pytest.raises(TrackingError, match=f"'sinernn-deleted' is deleted: restore it .*--experiment-id {experiment_id}"):
+        with stage_run("sinernn-deleted", "never", {"stage": "unit"}):
+            pass
+
+
+def test_scores_never_land_in_a_training_run_of_another_dvc_experiment_or_on_a_model_of_another_store(
+        tracked, tmp_path, params, monkeypatch):
+    """`dvc exp run -S evaluate...` skips the training: its scores must not rewrite the workspace's
+    run (and maybe the champion's logged model); a store that never held the model takes them too."""
+    npz = tmp_path / "clean.npz"
+    generate_job(params, "clean", npz)
+    train_job(params, "clean", "gru", npz, tmp_path / "models/gru", tmp_path / "h.csv")
+    trained = _runs(tracked, "train-clean-gru")[0]
+    some = params.model_copy(update={"run": params.run.model_copy(update={"architectures": ["gru"]})})
+
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1")
+    results = evaluate_job(some, "clean", npz, tmp_path / "models", tmp_path / "e.json", tmp_path / "p", tmp_path / "r")
+    assert "test_mse" not in MlflowClient(tracked).get_run(trained.info.run_id).data.metrics
+    own = _runs(tracked, "evaluate-clean-gru")[0]
+    assert own.data.metrics["test_mse"] == pytest.approx(results["gru"]["test_mse"])
+    assert own.data.tags["dvc_experiment"] == "exp-1"
+
+    monkeypatch.delenv("DVC_EXP_NAME")
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # MLflow refuses a logged model it does not hold
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    evaluate_job(some, "clean", npz, tmp_path / "models", tmp_path / "e.json", tmp_path / "p", tmp_path / "r")
+    assert _runs(other, "evaluate-clean-gru")[0].data.metrics["test_mse"] == pytest.approx(results["gru"]["test_mse"])

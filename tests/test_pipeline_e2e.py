@@ -6,6 +6,7 @@ store at the project root, a no-op second repro, and `dvc exp run --temp` loggin
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -88,15 +89,39 @@ def test_metrics_file_shape_and_dvc_metrics_show(project):
     assert set(metrics) == {"clean"} and set(metrics["clean"]) == {"lstm", "persistence"}
     for values in metrics["clean"].values():
         assert {"test_mse", "test_mae", "rollout_mse_100", "rollout_mse_1000", "train_seconds"} <= set(values)
-    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)
-    assert shown[""]["data"]["reports/metrics.json"]["data"]["clean"]["lstm"]["test_mse"] == metrics["clean"]["lstm"]["test_mse"]
+    # `dvc metrics show`: one row (file) per dataset x architecture, errors as log10 (docs/tracking.md)
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], root).stdout)[""]["data"]
+    assert set(shown) == {"reports/scores/clean/lstm.json", "reports/scores/clean/persistence.json"}
+    row = shown["reports/scores/clean/lstm.json"]["data"]
+    # (noise_floor_ratio is null on the clean sine: DVC leaves a null out)
+    assert set(row) == {"log10_test_mse", "log10_rollout_mse_1000", "backtest_mase_1000", "train_seconds"}
+    assert row["log10_test_mse"] == pytest.approx(math.log10(metrics["clean"]["lstm"]["test_mse"]))
+    table = _run(["dvc", "metrics", "show"], root).stdout.splitlines()
+    assert table[0].split() == ["Path", "backtest_mase_1000", "log10_rollout_mse_1000", "log10_test_mse", "train_seconds"]
+    assert [line.split()[0] for line in table[1:]] == sorted(shown)
+
+
+def test_dvc_exp_show_has_the_tuned_values_beside_the_scores(project):
+    root, _ = project
+    (workspace,) = [row for row in json.loads(_run(["dvc", "exp", "show", "--json"], root).stdout)
+                    if row["rev"] == "workspace"]
+    data = workspace["data"]
+    tuned = json.loads((root / "tuned/lstm.json").read_text())
+    assert data["params"]["tuned/lstm.json"]["data"]["train"]["lr"] == tuned["train"]["lr"]
+    assert "log10_test_mse" in data["metrics"]["reports/scores/clean/lstm.json"]["data"]
+    # as docs/tracking.md shows it: the tuned lr and the one-step errors, one line per experiment
+    shown = _run(["dvc", "exp", "show", "--no-pager", "--csv", "--drop", ".*", "--keep",
+                  r"Experiment|rev|.*clean/.*log10_test_mse|tuned/.*train.lr"], root).stdout.splitlines()
+    assert shown[0].split(",") == ["Experiment", "rev", "reports/scores/clean/lstm.json:log10_test_mse",
+                                   "reports/scores/clean/persistence.json:log10_test_mse", "tuned/lstm.json:train.lr"]
 
 
 def test_dvc_plots_render(project):
     root, _ = project
     _run(["dvc", "plots", "show", "-o", "plots_html"], root)
     page = (root / "plots_html/index.html").read_text()
-    for plot in ("reports_history_clean_lstm_csv", "reports_predictions_clean_lstm_csv", "reports_rollouts_clean_lstm_csv"):
+    for plot in ("reports_history_clean_lstm_csv", "reports_predictions_clean_lstm_csv", "reports_rollouts_clean_lstm_csv",
+                 "reports_comparison_clean_csv", "reports_backtests_clean_csv"):
         assert f"vegaEmbed('#{plot}'" in page
 
 
@@ -104,8 +129,18 @@ def test_every_stage_job_is_an_mlflow_run_in_the_root_store(project):
     root, _ = project
     names = {run.info.run_name for run in _runs(root)}
     assert {"generate-clean", "generate-sample_csv", "train-clean-lstm", "train-clean-persistence",
-            "evaluate-clean-lstm", "evaluate-clean-persistence"} <= names
+            "evaluate-clean"} <= names
     lstm = _runs(root, "train-clean-lstm")[0]
+    # one entity per model: its params and its test scores together, on its dataset (an MLflow input)
+    metrics = json.loads((root / "reports/metrics.json").read_text())["clean"]["lstm"]
+    assert lstm.data.params["train.lr"] and lstm.data.metrics["test_mse"] == pytest.approx(metrics["test_mse"])
+    assert lstm.data.metrics["log10_test_mse"] == pytest.approx(math.log10(metrics["test_mse"]))
+    manifest = json.loads((root / "data/processed/clean.json").read_text())
+    (used,) = lstm.inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.digest) == ("clean", manifest["sha256"][:16])
+    assert lstm.data.tags["mlflow.source.name"] == "stages/train.py"
+    search = _runs(root, "tune-noisy-lstm")[0]
+    assert [(i.dataset.name, i.tags[0].value) for i in search.inputs.dataset_inputs] == [("noisy", "validation")]
     assert lstm.data.tags["git_commit"] != "unknown"
     assert lstm.data.tags["architecture"] == "lstm"
     # Artifacts sit beside mlflow.db, not in a ./mlruns of whichever folder a stage ran in.
@@ -469,3 +504,19 @@ def test_a_retrain_killed_at_any_point_loses_no_champion_and_is_finished_by_the_
     run_ids = [v.run_id for v in client.search_model_versions("name = 'sinernn-clean'")]
     assert len(run_ids) == len(set(run_ids))  # nothing registered twice
     print("kill point -> champion version:", outcome)
+
+
+def test_the_screenshot_command_photographs_the_real_ui_of_the_run(project, tmp_path):
+    """docs/screenshots.py against this project's store: mlflow ui, a headless Chromium, a PNG."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    from screenshots import BROWSERS, find_browser
+
+    if find_browser() is None:
+        pytest.skip(f"no browser on PATH ({', '.join(BROWSERS)}; Debian: apt-get install chromium): "
+                    "the screenshot command cannot run here")
+    root, _ = project
+    _run([sys.executable, str(ROOT / "docs/screenshots.py"), "--store", str(root / "mlflow.db"), "--artifacts",
+          str(root / "mlartifacts"), "--out", str(tmp_path), "--shots", "runs"], root)
+    image = (tmp_path / "mlflow-runs-clean.png").read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(image) > 20_000  # a blank or error page is a few kB; the runs table with its rows is more

@@ -4,6 +4,7 @@ are rendered from the committed outputs, never typed:
     real-series     benchmarks/results/real_series.json   (make bench-real)
     pipeline        reports/metrics.json + models/<dataset>/<arch>/train.json   (dvc repro)
     diagnose        reports/diagnosis/summary.json   (dvc repro, stage diagnose)
+    metrics-show    reports/scores/<dataset>/<arch>.json   (dvc repro, stage summarize)
 
 After either, `python tests/test_results_tables.py` writes them into the documents; the tests
 fail while a document shows other figures than the outputs hold, and while the statements they
@@ -21,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_SERIES = ROOT / "benchmarks/results/real_series.json"
 METRICS = ROOT / "reports/metrics.json"
 SUMMARY = ROOT / "reports/diagnosis/summary.json"
+SCORES = ROOT / "reports/scores"
 README, RESULTS, FORECASTING = ROOT / "README.md", ROOT / "docs/results.md", ROOT / "docs/forecasting.md"
+TRACKING = ROOT / "docs/tracking.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # where a stale copy of a table could hide
 TARGETS = {
     "a": "on co2, sunspots and trend_sine, rnn, gru and lstm at or below persistence's one-step MSE and within 1.1x of the best linear AR's",
@@ -111,6 +114,15 @@ def diagnose_table(summary: dict, name: str) -> str:
     return _block(name, ["| measurement | result |", "|---|---|", *(f"| {m} | {r} |" for m, r in rows)])
 
 
+def scores_table(name: str) -> str:
+    """What `dvc metrics show` prints: one row per scores file, a column per figure any row has."""
+    rows = {path.relative_to(ROOT).as_posix(): json.loads(path.read_text()) for path in sorted(SCORES.glob("*/*.json"))}
+    columns = sorted({key for row in rows.values() for key, value in row.items() if value is not None})
+    return _block(name, ["| Path | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns),
+                         *(f"| {path} | " + " | ".join(_g(row.get(key)) for key in columns) + " |"
+                           for path, row in rows.items())])
+
+
 def blocks() -> dict[Path, list[str]]:
     results = json.loads(REAL_SERIES.read_text())
     settings = results["settings"]  # the documents show a full default run, not a trial one
@@ -124,7 +136,8 @@ def blocks() -> dict[Path, list[str]]:
     others = [real_series_table(results, s, f"real-series-table-{s}") for s in results["settings"]["scalings"]]
     pipeline = pipeline_table(json.loads(METRICS.read_text()), "pipeline-table")
     diagnosis = diagnose_table(json.loads(SUMMARY.read_text()), "diagnose-table")
-    return {README: [pipeline], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others]}
+    return {README: [pipeline], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
+            TRACKING: [scores_table("metrics-show")]}
 
 
 def _pattern(block: str) -> re.Pattern:
@@ -255,6 +268,15 @@ def test_the_noisy_target_as_the_results_state_it():
     noisy = json.loads(METRICS.read_text())["noisy"]
     networks = [a for a in ("rnn", "gru", "lstm", "deep_lstm", "transformer") if a in noisy]
     assert [a for a in networks if noisy[a]["noise_floor_ratio"] > 1.1] == ["rnn"]
+
+
+def test_the_span_of_the_errors_as_docs_tracking_states_it():
+    """Why the log10 companions: fifteen decades, from ridge on the clean sine to drifting rollouts."""
+    _says(TRACKING, "from ridge's one-step MSE on the clean sine (about 1e-15) to rollouts that drift (above 1)")
+    metrics = json.loads(METRICS.read_text())
+    one_step = {(d, a): m["test_mse"] for d, models in metrics.items() for a, m in models.items()}
+    assert min(one_step, key=one_step.get) == ("clean", "ridge") and 1e-16 <= one_step["clean", "ridge"] < 1e-14
+    assert max(m.get("rollout_mse_1000") or 0 for models in metrics.values() for m in models.values()) > 1
 
 
 if __name__ == "__main__":

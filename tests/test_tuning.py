@@ -1,6 +1,7 @@
 """Optuna searches on a real local SQLite study and a real MLflow store, on tiny params."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -109,6 +110,15 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == len(study.trials)
     assert {c.data.tags["optuna_state"] for c in children} <= {"complete", "pruned"}
+    # every trial, a pruned one too, charts on a log scale: its best validation loss so far
+    for child in children:
+        trial = study.trials[int(child.data.tags["optuna_trial"])]
+        best = min(trial.intermediate_values.values())
+        assert child.data.metrics["log10_best_val_loss"] == pytest.approx(math.log10(best), rel=1e-6)
+        if trial.state.name == "COMPLETE":  # Optuna's value: the best validation loss
+            assert child.data.metrics["value"] == pytest.approx(trial.value, rel=1e-6) == pytest.approx(best, rel=1e-6)
+    (used,) = parent.inputs.dataset_inputs
+    assert (used.dataset.name, used.tags[0].value) == ("clean", "validation")
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     assert parent.data.tags["best.lr"] == str(study.best_params["lr"])
     artifacts = {a.path for a in MlflowClient(tracked).list_artifacts(parent.info.run_id)}
@@ -296,3 +306,25 @@ def test_one_worker_runs_every_waiting_trial_even_when_they_fill_the_budget(trac
 ])
 def test_a_password_is_hidden_as_it_is_written_encoded_or_not(url, shown):
     assert redact_url(url) == shown
+
+
+def test_the_progress_bar_counts_finished_trials_of_every_worker_and_shows_the_best(tmp_path):
+    import io
+
+    import optuna
+    from sinernn.tune.workers import progress_bar
+
+    url = f"sqlite:///{tmp_path / 'bar.db'}"
+    study = optuna.create_study(study_name="bar", storage=url)
+    shown = io.StringIO()
+    with progress_bar(optuna.storages.RDBStorage(url), "bar", 3, enabled=True, every=0.05, file=shown):
+        other = optuna.load_study(study_name="bar", storage=url)  # as another worker would
+        for value in (0.5, 0.1):
+            other.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+        pruned = other.ask()
+        other.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    assert "3/3" in shown.getvalue() and "best trial 1: val loss 0.1" in shown.getvalue()
+    quiet = io.StringIO()
+    with progress_bar(optuna.storages.RDBStorage(url), "bar", 3, enabled=False, file=quiet):
+        pass
+    assert quiet.getvalue() == "" and len(study.trials) == 3

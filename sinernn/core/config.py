@@ -7,6 +7,7 @@ work starts, with one line naming the key and what is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -191,7 +192,9 @@ def parse_params(raw: object, origin: str = "params.yaml") -> Params:
         raise ParamsError(f"invalid {origin}: {first}{more}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """The params file, with `KEY=VALUE` overrides (dotted keys, YAML values, as `dvc exp run -S`),
+    validated as a whole."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -199,4 +202,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path} not found: run from the project root or pass --params") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
-    return parse_params(raw, origin=str(path))
+    if isinstance(raw, dict):  # (a file that holds no mapping: parse_params says so)
+        for override in overrides:
+            _override(raw, override)
+    shown = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+    return parse_params(raw, origin=shown)
+
+
+def _override(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"--set {override!r}: expected KEY=VALUE, e.g. --set tune.n_trials=10")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ParamsError(f"--set {override!r}: {text!r} is not a YAML value") from None
+    *parents, last = key.strip().split(".")
+    node = raw
+    for name in parents:
+        if not isinstance(node, dict) or not isinstance(node.get(name, {}), dict):
+            raise ParamsError(f"--set {override!r}: {name} is not a section of the params")
+        node = node.setdefault(name, {})
+    node[last] = value

@@ -7,6 +7,8 @@ from pathlib import Path
 from sinernn.core import data
 from sinernn.core.config import Params
 from sinernn.core.files import write_csv, write_json
+from sinernn.core.scores import with_log10
+from sinernn.track.datasets import mlflow_dataset
 from sinernn.track.tracking import flat_params, stage_run
 
 
@@ -36,7 +38,11 @@ def train_job(
     }
     run_name = f"train-{dataset_name}-{arch_name}"
     with stage_run(params.mlflow.experiment, run_name, tags) as run:
-        run.log_params({"seed": params.seed, **flat_params("arch", arch.model_dump()), **flat_params("train", cfg.model_dump())})
+        run_params = {"seed": params.seed, **flat_params("arch", arch.model_dump()), **flat_params("train", cfg.model_dump())}
+        run.log_params(run_params)
+        # (the test split's scores come from the evaluate stage, into this run and its model)
+        tracked_data = mlflow_dataset(dataset_name, data_path, manifest)
+        run.log_input(tracked_data, "training")
         run.client.set_tag(run.run_id, "tuned", "yes" if tuned.get("best_value") is not None else "no")
         fitted = fit_architecture(arch, cfg, dataset, params.seed, [run.log_epoch], run_name,
                                   season=params.datasets[dataset_name].season)
@@ -44,32 +50,39 @@ def train_job(
         # What a forecast needs besides the weights: how the inputs were framed and scaled.
         model_config = {**fitted.model_config, "framing": cfg.framing, "window": cfg.window,
                         "scale_mean": dataset.scale_mean, "scale_std": dataset.scale_std}
-        summary = {
-            "train_seconds": result.seconds,
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss,
-            "framing": cfg.framing,
-            "window": cfg.window,
-            "scaling": cfg.scaling,
-            "dataset_hash": manifest["sha256"],
-            "mlflow_run_id": run.run_id,
-            "tuned": {"arch": tuned.get("arch", {}),  # the tuned values used (not those the dataset's own replaced)
-                      "train": {k: v for k, v in tuned.get("train", {}).items() if k not in own}},
-        }
-        run.log_metrics({"train_seconds": result.seconds, "best_val_loss": result.best_val_loss})
+        summary = _summary(result, cfg, manifest, run.run_id, tuned, own)
+        run.log_metrics({"train_seconds": result.seconds})
         run.log_figure(loss_curves(result.history_rows(), run_name), "plots/loss_curves.png")
         if params.mlflow.log_models and cfg.framing == "window":  # only a window model forecasts a series
             from sinernn.serving import Forecaster, example_windows
 
             summary["mlflow_model_id"] = run.log_forecaster(
                 Forecaster(model, dataset.scale_mean, dataset.scale_std), example_windows(dataset, cfg.window),
-                {"window": cfg.window, "dataset": dataset_name, "architecture": arch_name})
+                {"window": cfg.window, "dataset": dataset_name, "architecture": arch_name}, run_params)
+        run.log_metrics(with_log10({"best_val_loss": result.best_val_loss}), model_id=summary.get("mlflow_model_id"),
+                        dataset=tracked_data)
         # DVC outputs last: a failure above leaves the previous ones as they were.
         save_checkpoint(model_dir / "model.pt", model, model_config)
         write_json(model_dir / "train.json", summary)
         write_csv(history_path, result.history_rows())
     return summary
+
+
+def _summary(result, cfg, manifest: dict, run_id: str, tuned: dict, own: dict) -> dict:
+    """train.json: what evaluate, register and the report read of a trained model."""
+    return {
+        "train_seconds": result.seconds,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "framing": cfg.framing,
+        "window": cfg.window,
+        "scaling": cfg.scaling,
+        "dataset_hash": manifest["sha256"],
+        "mlflow_run_id": run_id,
+        "tuned": {"arch": tuned.get("arch", {}),  # the tuned values used (not those the dataset's own replaced)
+                  "train": {k: v for k, v in tuned.get("train", {}).items() if k not in own}},
+    }
 
 
 def settings(params: Params, dataset_name: str, arch_name: str, tuned: dict):

@@ -57,3 +57,16 @@ def save(figure: Figure, path: Path) -> None:
     """A figure as a PNG file (a DVC output), closed afterwards."""
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
+
+
+def bars(values: dict[str, float | None], title: str, xlabel: str) -> Figure:
+    """One horizontal bar per name (on a log axis: errors span many decades); a missing value
+    shows as an empty row."""
+    figure, axis = plt.subplots(figsize=(7, 0.4 * len(values) + 1.2))
+    names = list(values)
+    axis.barh(names, [values[name] or 0 for name in names])
+    axis.set_xscale("log")
+    axis.invert_yaxis()  # the first name on top
+    axis.set(title=title, xlabel=xlabel)
+    figure.tight_layout()
+    return figure

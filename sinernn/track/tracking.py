@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +27,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 METRIC_BATCH = 500  # per-epoch metrics are sent in batches, not one request per value
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"  # MLflow 3's UI
 
 
 def project_root() -> Path:
@@ -53,9 +56,7 @@ class StageRun:
     """One MLflow run for one stage job; created through `stage_run`."""
 
     def __init__(self, client, run_id: str):
-        self.client = client
-        self.run_id = run_id
-        self._pending: list = []
+        self.client, self.run_id, self._pending = client, run_id, []
 
     def log_epoch(self, stats) -> None:
         """An `on_epoch` callback for training.train_model: buffers, sends in batches."""
@@ -80,12 +81,42 @@ class StageRun:
             self.client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])
         self._pending.clear()
 
-    def log_metrics(self, metrics: dict[str, float | None], step: int = 0) -> None:
+    def log_metrics(self, metrics: dict[str, float | None], step: int = 0, model_id: str | None = None,
+                    dataset=None) -> None:
+        """model_id: also that logged model's metrics (the Models tab), on `dataset` (mlflow_dataset)."""
         from mlflow.entities import Metric
 
         timestamp = _now_ms()
-        batch = [Metric(k, float(v), timestamp, step) for k, v in metrics.items() if v is not None]
+        on = {"model_id": model_id, "dataset_name": dataset.name if dataset else None,
+              "dataset_digest": dataset.digest if dataset else None}
+        batch = [Metric(k, float(v), timestamp, step, **on) for k, v in metrics.items() if v is not None]
         self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_input(self, dataset, context: str) -> None:
+        """The run's dataset (None: none) as an MLflow input, for the runs table's Dataset column and
+        filter; context: training, validation or test. MLflow keeps one input per dataset and run."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        if dataset is not None:
+            self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+    def attach(self, run_id: str) -> "StageRun | None":
+        """Another run of the store to log into (an evaluation into its model's training run), or
+        None when it is not there to take it: not in this store (deleted, or trained against
+        another), or made by another DVC experiment than this one (`dvc exp run` skipping a
+        training must not rewrite the workspace's run). A store that fails otherwise raises."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+        try:
+            found = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                return None
+            raise
+        same_experiment = found.data.tags.get("dvc_experiment", "") == os.environ.get("DVC_EXP_NAME", "")
+        return StageRun(self.client, run_id) if found.info.lifecycle_stage == "active" and same_experiment else None
 
     def log_params(self, params: dict[str, object]) -> None:
         from mlflow.entities import Param
@@ -112,10 +143,11 @@ class StageRun:
         finally:
             plt.close(figure)
 
-    def log_forecaster(self, forecaster, example_windows, metadata: dict) -> str:
+    def log_forecaster(self, forecaster, example_windows, metadata: dict, params: dict | None = None) -> str:
         """The model as a deployable forecaster (see sinernn/serving.py): exported with
         torch.export, logged the MLflow 3 way (name=) as a pyfunc with a signature, a `horizon`
-        param and an input example in original units. Returns its logged-model id."""
+        param and an input example in original units. params: its training params, shown beside
+        its metrics in the experiment's Models tab. Returns its logged-model id."""
         import tempfile
 
         import mlflow
@@ -138,12 +170,13 @@ class StageRun:
             )
             with mlflow.start_run(run_id=self.run_id):
                 info = mlflow.pyfunc.log_model(
-                    name="model",
+                    name=f"{metadata['dataset']}-{metadata['architecture']}",  # its name in the Models tab
                     loader_module=serving.LOADER_MODULE,
                     data_path=str(path),
                     signature=signature,
                     input_example=(example, {"horizon": 1}),
                     metadata={"format": serving.EXPORT_FORMAT, **metadata},
+                    params={key: str(value) for key, value in (params or {}).items()},
                     # Explicit requirements: inferring them imports every package and takes
                     # seconds. The loader is this package: serve with --env-manager local.
                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
@@ -152,26 +185,36 @@ class StageRun:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
+def source_tags(root: Path) -> dict[str, str]:
+    """The runs table's Source and Version: the script (stages/<name>.py under dvc repro) and the
+    commit. The fluent API sets them; MlflowClient does not."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    name = str(script.relative_to(root)) if script and script.is_relative_to(root) else (script.name if script else "")
+    return {"mlflow.source.type": "LOCAL", "mlflow.source.name": name, "mlflow.source.git.commit": git_commit(root)}
+
+
 def _experiment_id(client, name: str, root: Path, embedded: bool) -> str:
+    """The experiment's id, created if new: marked as model training (MLflow 3's UI then opens it on
+    its runs, not on GenAI traces), artifacts beside mlflow.db at the project root when embedded
+    (an absolute location, so runs from temporary experiment copies land there too)."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # With the embedded store, keep artifacts beside mlflow.db at the project root (an absolute
-    # location, so runs from temporary experiment copies land there too).
-    location = (root / "mlartifacts").as_uri() if embedded else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:
-        # Another process created it between our lookup and our create.
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        location = (root / "mlartifacts").as_uri() if embedded else None
+        try:
+            return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+        except Exception:
+            experiment = client.get_experiment_by_name(name)  # another process created it meanwhile
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":  # its name stays taken until `mlflow gc` purges it
+        raise TrackingError(f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore "
+                            f"--experiment-id {experiment.experiment_id}) or log elsewhere (-S mlflow.experiment=NAME)")
+    if EXPERIMENT_KIND not in experiment.tags:  # one made before this tag, or by someone else
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return experiment.experiment_id
 
 
 def _recovery(uri: str, exc: Exception) -> str:
@@ -219,10 +262,14 @@ def stage_run(
             run_id = resume_run_id
         else:
             experiment_id = _experiment_id(client, experiment, root, embedded)
-            all_tags = {"git_commit": git_commit(root), "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **tags}
+            sources = source_tags(root)
+            all_tags = {"git_commit": sources["mlflow.source.git.commit"],
+                        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), **sources, **tags}
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+    except TrackingError:
+        raise
     except Exception as exc:
         reason = redact_in(" ".join(str(exc).split()), uri)[:200]
         raise TrackingError(

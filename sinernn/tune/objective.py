@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Any
 
 from sinernn.core.config import Params
 from sinernn.core.errors import TrainingDiverged
+from sinernn.core.scores import with_log10
 from sinernn.core.tuned import apply_tuned
 from sinernn.tune.space import suggest
 from sinernn.tune.study import FINISHED, IN_FLIGHT
@@ -28,6 +30,7 @@ class Objective:
     arch_name: str
     dataset: Any  # sinernn.core.data.Dataset
     parent_run_id: str | None  # the study's MLflow run; None: do not log to MLflow
+    tracked_data: Any = None  # the dataset as an MLflow input (sinernn.track.tracking.mlflow_dataset)
     current: Any = None  # the trial being run, to tell whether a coordinator took it over
 
     def __call__(self, trial) -> float:
@@ -50,11 +53,11 @@ class Objective:
         arch, cfg = apply_tuned(arch, base, overrides)
         if tune.max_epochs:
             cfg = cfg.model_copy(update={"max_epochs": tune.max_epochs})
-        epochs = 0
+        epochs, best = 0, math.inf
 
         def report(stats) -> None:
-            nonlocal epochs
-            epochs = stats.epoch
+            nonlocal epochs, best
+            epochs, best = stats.epoch, min(best, stats.val_loss)
             try:
                 trial.report(stats.val_loss, stats.epoch)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -69,6 +72,7 @@ class Objective:
         with self._child_run(run_name, tags) as run:
             if run:
                 run.log_params(trial.params)
+                run.log_input(self.tracked_data, "validation")  # a trial is judged by its validation loss
             state = "failed"
             try:
                 on_epoch = [run.log_epoch, report] if run else [report]
@@ -83,9 +87,9 @@ class Objective:
             finally:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # taken over
                     trial.set_user_attr("epochs", epochs)
-                if run:
+                if run:  # best_val_loss so far, a pruned trial's too: a chart of the trials shows them all
                     run.client.set_tag(run.run_id, "optuna_state", state)
-                    run.log_metrics({"epochs": epochs})
+                    run.log_metrics({"epochs": epochs, **(with_log10({"best_val_loss": best}) if best < math.inf else {})})
             if run:
                 run.log_metrics({"value": result.best_val_loss})
         return result.best_val_loss

@@ -17,6 +17,7 @@ from sinernn.core.config import Params
 from sinernn.core.errors import TuneError
 from sinernn.core.files import csv_text, write_json
 from sinernn.core.secrets import redact_url
+from sinernn.track.datasets import mlflow_dataset
 from sinernn.track.tracking import flat_params, project_root, stage_run
 from sinernn.tune.storage import open_storage, storage_url
 from sinernn.tune.study import (
@@ -52,6 +53,7 @@ def search(params: Params, arch_name: str, data_path: Path, storage: str | None,
                    resume_run_id=parent_id) as run:
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", run.run_id)
+            run.log_input(mlflow_dataset(tune.dataset, data_path, manifest), "validation")
             run.log_params({"storage": redact_url(url), **flat_params("tune", tune.model_dump(exclude={"space", "storage"})),
                             **flat_params("space", tune.space_for(arch_name).model_dump())})
         run_study(params, arch_name, data_path, url, name, run.run_id, workers)

@@ -20,14 +20,19 @@ coordinator has seen it report no epoch for tune.stall_timeout seconds (StallWat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sinernn.core import data
 from sinernn.core.config import Params
 from sinernn.core.errors import TrainingDiverged, TuneError
+from sinernn.track.datasets import mlflow_dataset
 from sinernn.tune.objective import STALLED, Objective, SurplusTrial, TrialTakenOver
 from sinernn.tune.storage import open_storage, quiet_optuna
 from sinernn.tune.study import FINISHED, IN_FLIGHT, count_states, make_study, work_left
@@ -67,12 +72,13 @@ def run_worker(spec: WorkerSpec) -> None:
     torch.set_num_threads(spec.threads)
     tune = spec.params.tune
     storage = open_storage(spec.storage, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
-    dataset, _ = data.load(Path(spec.data_path))
+    dataset, manifest = data.load(Path(spec.data_path))
     probe = optuna.load_study(study_name=spec.study, storage=storage)
     optuna.storages.fail_stale_trials(probe)  # a killed worker's trials: failed and re-queued
     # Different seeds per worker and per resume, or a resumed study would redraw its first points.
     study = make_study(storage, spec.study, spec.params, spec.params.seed + 7919 * spec.index + len(probe.trials))
-    objective = Objective(spec.params, spec.arch_name, dataset, spec.parent_run_id)
+    tracked = mlflow_dataset(tune.dataset, Path(spec.data_path), manifest) if spec.parent_run_id else None
+    objective = Objective(spec.params, spec.arch_name, dataset, spec.parent_run_id, tracked)
     while work_left(study, tune.n_trials):
         timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
         if timeout == 0.0:
@@ -124,30 +130,75 @@ def run_study(
     opened = open_storage(storage, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     stalls = StallWatch(opened, tune.stall_timeout, tune.max_retry)
     first_pass = True
-    while True:
-        specs = [WorkerSpec(params, arch_name, str(data_path), storage, study, parent_run_id,
-                            worker_offset + i, threads, deadline) for i in range(workers)]
-        # (while only waiting for RUNNING trials, no worker is started just to find nothing to do)
-        if first_pass or work_left(optuna.load_study(study_name=study, storage=opened), tune.n_trials):
-            if workers == 1:
-                run_worker(specs[0])  # in this process: deterministic, and errors surface directly
-            else:
-                _spawn_workers(specs)
-        first_pass = False
-        loaded = optuna.load_study(study_name=study, storage=opened)
-        optuna.storages.fail_stale_trials(loaded)
-        stalls.check(loaded)
-        counts = count_states(loaded)
-        finished = counts["COMPLETE"] + counts["PRUNED"]
-        if finished >= tune.n_trials or (deadline and time.time() >= deadline):
-            return
-        if counts["FAIL"] >= max(tune.n_trials, 3) and counts["COMPLETE"] == 0:
-            raise TuneError(f"study {study}: {counts['FAIL']} trials failed and none completed; "
-                            "see their fail_reason (e.g. lower tune.space.lr.high)")
-        if not work_left(loaded, tune.n_trials):
-            # Only RUNNING trials hold the rest of the budget: another machine's, or a dead
-            # worker's whose heartbeat is not stale yet or who never sent one.
-            time.sleep(min(tune.heartbeat_interval, 5))
+    with progress_bar(opened, study, tune.n_trials, enabled=sys.stderr.isatty()):
+        while True:
+            specs = [WorkerSpec(params, arch_name, str(data_path), storage, study, parent_run_id,
+                                worker_offset + i, threads, deadline) for i in range(workers)]
+            # (while only waiting for RUNNING trials, no worker is started just to find nothing to do)
+            if first_pass or work_left(optuna.load_study(study_name=study, storage=opened), tune.n_trials):
+                if workers == 1:
+                    run_worker(specs[0])  # in this process: deterministic, and errors surface directly
+                else:
+                    _spawn_workers(specs)
+            first_pass = False
+            loaded = optuna.load_study(study_name=study, storage=opened)
+            optuna.storages.fail_stale_trials(loaded)
+            stalls.check(loaded)
+            counts = count_states(loaded)
+            finished = counts["COMPLETE"] + counts["PRUNED"]
+            if finished >= tune.n_trials or (deadline and time.time() >= deadline):
+                return
+            if counts["FAIL"] >= max(tune.n_trials, 3) and counts["COMPLETE"] == 0:
+                raise TuneError(f"study {study}: {counts['FAIL']} trials failed and none completed; "
+                                "see their fail_reason (e.g. lower tune.space.lr.high)")
+            if not work_left(loaded, tune.n_trials):
+                # Only RUNNING trials hold the rest of the budget: another machine's, or a dead
+                # worker's whose heartbeat is not stale yet or who never sent one.
+                time.sleep(min(tune.heartbeat_interval, 5))
+
+
+@contextmanager
+def progress_bar(storage, study: str, n_trials: int, enabled: bool, every: float = 1.0, file=None):
+    """Optuna's kind of progress bar (tqdm) while a study runs: its finished trials out of n_trials
+    and the best value so far. Read from the storage every `every` seconds, so it counts every
+    worker's trials, in this process, in the others and on other machines. Off when stderr is
+    not a terminal (a log file would fill with bars)."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    import optuna
+
+    bar = tqdm(total=n_trials, desc=study, unit="trial", file=file or sys.stderr, dynamic_ncols=True)
+    stop = threading.Event()
+
+    def refresh() -> None:
+        trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+        complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
+        bar.n = min(len(complete) + sum(trial.state.name == "PRUNED" for trial in trials), n_trials)
+        if complete:
+            best = min(complete, key=lambda trial: trial.value)
+            bar.set_postfix_str(f"best trial {best.number}: val loss {best.value:.3g}", refresh=False)
+        bar.refresh()
+
+    def poll() -> None:
+        while not stop.wait(every):
+            try:
+                refresh()
+            except Exception:  # a busy or briefly unreachable storage: the next poll tries again
+                pass
+
+    poller = threading.Thread(target=poll, name="progress", daemon=True)
+    poller.start()
+    try:
+        yield
+        with contextlib.suppress(Exception):  # the study's own outcome decides the stage's
+            refresh()
+    finally:
+        stop.set()
+        poller.join(timeout=10)  # a poll stuck on an unreachable database must not hold up the end
+        bar.close()
 
 
 class StallWatch:
