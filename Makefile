@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast faults bench bench-tuning bench-serving bench-real ui dashboard retrain serve demo-distributed tune-demo screenshots
+.PHONY: install run test test-fast faults bench bench-overhead bench-matrix bench-rollout bench-tuning bench-serving bench-real ui dashboard retrain serve demo-distributed tune-demo screenshots
 
 install: $(STAMP)
 
@@ -52,6 +52,20 @@ retrain:
 bench: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline.py
 
+# What a train stage costs beyond its loop: a bare PyTorch loop beside the stage (docs/performance.md).
+bench-overhead: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/overhead.py --json benchmarks/results/overhead.json
+
+# Every dataset x every architecture, cold: one dvc exp run, then dvc queue start -j 2, e.g.
+#   make bench-matrix BENCH_MATRIX_ARGS="--set train.max_epochs=3 --set tune.n_trials=2"
+BENCH_MATRIX_ARGS ?=
+bench-matrix: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/matrix.py $(BENCH_MATRIX_ARGS)
+
+# Rollout-aware training (train.rollout_steps) against the one-step loss on the noisy sine.
+bench-rollout: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/rollout_training.py --json benchmarks/results/rollout_training.json
+
 bench-tuning: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/tuning.py
 
@@ -79,10 +93,10 @@ demo-distributed: install
 # One Optuna search to watch on a fresh clone (40 s on 2 cores, data generation included): a GRU study of 12 trials of 10 epochs
 # on the clean sine, in its own MLflow experiment (sinernn-tune-demo) and its own Optuna study, so
 # the pipeline's studies and tuned values are untouched. Then: make ui, make dashboard.
-TUNE_DEMO = -S mlflow.experiment=sinernn-tune-demo -S tune.dataset=clean -S tune.n_trials=12 -S tune.max_epochs=10 -S tune.startup_trials=3
+TUNE_DEMO = -S mlflow.experiment=sinernn-tune-demo -S tune.n_trials=12 -S tune.max_epochs=10 -S tune.startup_trials=3
 tune-demo: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro --quiet generate@clean
-	$(BIN)/sinernn tune --arch gru $(TUNE_DEMO) --out tune-demo/gru.json
+	$(BIN)/sinernn tune --dataset clean --arch gru $(TUNE_DEMO) --out tune-demo/gru.json
 
 # The screenshots of docs/img/, from the real MLflow UI on this project's store (after make run and
 # make tune-demo) in a headless Chromium (Debian: apt-get install chromium).

@@ -91,7 +91,7 @@ def main() -> int:
             # Both workers open the empty database at once: the loser of the race to create
             # Optuna's tables retries (sinernn.tune.storage.open_storage).
             started = time.perf_counter()
-            workers = [subprocess.Popen([str(bin_dir / "sinernn"), "tune", "--arch", args.arch,
+            workers = [subprocess.Popen([str(bin_dir / "sinernn"), "tune", "--dataset", "clean", "--arch", args.arch,
                                          "--out", f"machine{i}.json"], cwd=project, env=machine_env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                        for i in range(args.workers)]
@@ -100,7 +100,7 @@ def main() -> int:
                 if worker.returncode != 0:
                     print(f"worker {i} failed:\n{err[-2000:]}", file=sys.stderr)
                     return 1
-            print(f"4. {args.workers} `sinernn tune --arch {args.arch}` workers, {time.perf_counter() - started:.0f} s")
+            print(f"4. {args.workers} `sinernn tune --dataset clean --arch {args.arch}` workers, {time.perf_counter() - started:.0f} s")
 
             import optuna
 

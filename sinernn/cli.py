@@ -2,7 +2,7 @@
 
     sinernn validate                             check params.yaml and exit
     sinernn generate --dataset clean             data/processed/clean.npz (+ .json manifest)
-    sinernn tune --arch lstm [--workers N]      tuned/lstm.json (an Optuna study; see --help)
+    sinernn tune --dataset clean --arch lstm    tuned/clean/lstm.json (an Optuna study; see --help)
     sinernn storage-proxy --storage URL          Optuna's gRPC proxy in front of a storage
     sinernn train --dataset clean --arch lstm    models/clean/lstm/{model.pt,train.json}
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts

@@ -75,8 +75,9 @@ def _generate(args, params) -> None:
 
 
 def _tune_args(parser) -> None:
+    _dataset(parser)
     _arch(parser)
-    _path_option(parser, "--data", paths.DATA, "input .npz, DATASET = tune.dataset")
+    _path_option(parser, "--data", paths.DATA, "input .npz")
     _path_option(parser, "--out", paths.TUNED, "best values as JSON")
     parser.add_argument("--workers", type=int,
                         help=f"local worker processes on the study, 1 to {MAX_WORKERS} (default: tune.workers)")
@@ -90,8 +91,10 @@ def _tune(args, params) -> None:
     check_name("architecture", args.arch, params.architectures)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise SinernnError(f"--workers must be between 1 and {MAX_WORKERS} (got {args.workers})")
-    result = tune_job(params, args.arch, _path(args.data, paths.DATA, dataset=params.tune.dataset),
-                      _path(args.out, paths.TUNED, arch=args.arch), workers=args.workers, storage=args.storage)
+    check_name("dataset", args.dataset, params.datasets)
+    result = tune_job(params, args.dataset, args.arch, _path(args.data, paths.DATA, dataset=args.dataset),
+                      _path(args.out, paths.TUNED, dataset=args.dataset, arch=args.arch),
+                      workers=args.workers, storage=args.storage)
     if result.get("best_value") is None:
         print(f"{args.arch}: not tuned ({result['note']})")
     else:
@@ -353,7 +356,7 @@ COMMANDS = [
     Command("validate", "check params.yaml and exit", _nothing, _validate),
     Command("generate", "build one dataset and write .npz + .json manifest", _generate_args, _generate),
     Command("tune", "search one architecture's hyperparameters with Optuna", _tune_args, _tune,
-            "Run (or resume, or join) the Optuna study of one architecture on tune.dataset, then write the best "
+            "Run (or resume, or join) the Optuna study of one architecture on one dataset, then write the best "
             "values as JSON for `sinernn train --tuned`. Start the same command on several machines with one "
             "PostgreSQL --storage to spread a study over them."),
     Command("storage-proxy", "serve an Optuna storage to many workers through one gRPC proxy", _proxy_args,

@@ -1,6 +1,6 @@
 """DVC stage `train`. dvc.yaml runs:
 
-    python stages/train.py --dataset DATASET --arch ARCH --data data/processed/DATASET.npz --model-dir models/DATASET/ARCH --history reports/history/DATASET/ARCH.csv --tuned tuned/ARCH.json
+    python stages/train.py --dataset DATASET --arch ARCH --data data/processed/DATASET.npz --model-dir models/DATASET/ARCH --history reports/history/DATASET/ARCH.csv --tuned tuned/DATASET/ARCH.json
 
 Wiring only: the `sinernn train` command validates params.yaml and calls sinernn.jobs.
 """

@@ -1,6 +1,6 @@
 """DVC stage `tune`. dvc.yaml runs:
 
-    python stages/tune.py --arch ARCH --data data/processed/TUNE_DATASET.npz --out tuned/ARCH.json
+    python stages/tune.py --dataset DATASET --arch ARCH --data data/processed/DATASET.npz --out tuned/DATASET/ARCH.json
 
 Wiring only: the `sinernn tune` command validates params.yaml and calls sinernn.jobs.
 """

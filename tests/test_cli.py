@@ -17,7 +17,7 @@ from sinernn.core import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 # How dvc.yaml names what the CLI's help calls DATASET and ARCH.
-FILLED = {"${item.dataset}": "DATASET", "${tune.dataset}": "DATASET", "${item.arch}": "ARCH"}
+FILLED = {"${item.dataset}": "DATASET", "${item.arch}": "ARCH"}
 
 
 def _subparser(name: str):
@@ -74,7 +74,7 @@ def test_every_command_has_a_handler_and_its_own_name():
 
 
 def _required(name: str) -> list[str]:
-    return {"generate": ["--dataset", "clean"], "tune": ["--arch", "lstm"], "storage-proxy": ["--storage", "x"],
+    return {"generate": ["--dataset", "clean"], "tune": ["--dataset", "clean", "--arch", "lstm"], "storage-proxy": ["--storage", "x"],
             "train": ["--dataset", "clean", "--arch", "lstm"], "evaluate": ["--dataset", "clean"],
             "diagnose": ["--all"], "register": ["--dataset", "clean"], "predict": ["--model", "m.pt"],
             "serve": ["--dataset", "clean"]}.get(name, [])
@@ -105,8 +105,7 @@ def test_a_stage_run_by_hand_without_paths_uses_the_paths_dvc_yaml_passes(stage,
     import sinernn.core.config as config
 
     params = config.load_params(ROOT / "params.yaml")
-    names = {"${item.dataset}": params.run.train_datasets[0], "${item.arch}": params.run.architectures[0],
-             "${tune.dataset}": params.tune.dataset}
+    names = {"${item.dataset}": params.run.train_datasets[0], "${item.arch}": params.run.architectures[0]}
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
     words = shlex.split(spec["cmd"])[2:]
     for written, name in names.items():
@@ -150,7 +149,7 @@ def test_set_overrides_one_param_for_one_command_and_is_validated(tmp_path):
         load_params(path, ["tune.n_trials"])
     with pytest.raises(ParamsError, match="seed is not a section"):
         load_params(path, ["seed.x=1"])
-    assert build_parser().parse_args(["tune", "--arch", "gru", "-S", "a=1", "--set", "b=2"]).set == ["a=1", "b=2"]
+    assert build_parser().parse_args(["tune", "--dataset", "clean", "--arch", "gru", "-S", "a=1", "--set", "b=2"]).set == ["a=1", "b=2"]
 
 
 def test_retrain_refuses_set_because_dvc_repro_reads_params_yaml_itself():

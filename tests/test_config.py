@@ -33,6 +33,10 @@ def test_the_shipped_params_are_valid():
         (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["train"].update(framing="time_to_value")
          or p["run"].update(architectures=["rnn"]), "datasets.clean.train.scaling diff re-expresses input windows"),
         (lambda p: p["evaluate"].update(horizons=[10, 1]), "evaluate.horizons: must be increasing"),
+        (lambda p: p["datasets"]["noisy"].update(train={"rollout_steps": 8}) or p["train"].update(framing="time_to_value", scaling="global")
+         or p["run"].update(architectures=["rnn"]) or [d.get("train", {}).pop("scaling", None) for d in p["datasets"].values()],
+         "rollout_steps 8 on dataset 'noisy' feeds predictions back into input windows: it needs train.framing window"),
+        (lambda p: p["train"].update(rollout_steps=0), "train.rollout_steps"),
         (lambda p: p["train"].update(window=1), "train.scaling window needs windows of at least 2 values on dataset 'sample_csv'"),
         (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["tune"]["space"].update(window={"low": 1, "high": 8}),
          "datasets.clean.train.scaling diff needs windows of at least 2 values on dataset 'clean' (tune.space.window.low is 1)"),
@@ -160,8 +164,8 @@ def test_an_override_is_validated_again(params):
     [
         (["diagnose", "--dataset", "clean", "--arch", "lstm", "--epochs", "-3"], "--epochs must be at least 1 (got -3)"),
         (["diagnose", "--example", "1", "--epochs", "0"], "--epochs must be at least 1 (got 0)"),
-        (["tune", "--arch", "lstm", "--workers", "65"], "--workers must be between 1 and 64 (got 65)"),
-        (["tune", "--arch", "lstm", "--workers", "0"], "--workers must be between 1 and 64 (got 0)"),
+        (["tune", "--dataset", "clean", "--arch", "lstm", "--workers", "65"], "--workers must be between 1 and 64 (got 65)"),
+        (["tune", "--dataset", "clean", "--arch", "lstm", "--workers", "0"], "--workers must be between 1 and 64 (got 0)"),
         (["predict", "--model", "absent.pt", "--input", "absent.csv", "--horizon", "10001"],
          "--horizon must be between 1 and 10000 (got 10001)"),
     ],

@@ -45,12 +45,12 @@ def _cli(tmp_path, *args, env=None, **popen):
 
 def _tune_command(tmp_path, raw_params, npz, arch="lstm", *extra):
     path = write_params(tmp_path / "params.yaml", raw_params)
-    return ["tune", "--params", str(path), "--arch", arch, "--data", str(npz), "--out", str(tmp_path / f"{arch}.json"),
+    return ["tune", "--params", str(path), "--dataset", "clean", "--arch", arch, "--data", str(npz), "--out", str(tmp_path / f"{arch}.json"),
             *extra]
 
 
 def _study_name(raw_params, arch, npz):
-    return study_name(parse_params(raw_params), arch, json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    return study_name(parse_params(raw_params), "clean", arch, json.loads(npz.with_suffix(".json").read_text())["sha256"])
 
 
 def _sqlite_url(tmp_path):
@@ -145,7 +145,7 @@ def test_a_trial_that_never_sent_a_heartbeat_is_retried_after_the_stall_timeout(
     raw_params["tune"].update(n_trials=2, stall_timeout=3)
     params = parse_params(raw_params)
     name = _study_name(raw_params, "rnn", clean_npz)
-    study = make_study(open_storage(_sqlite_url(tmp_path), 1, 1), name, params, params.seed)
+    study = make_study(open_storage(_sqlite_url(tmp_path), 1, 1), name, params, "clean", params.seed)
     # A real process that takes a trial and dies before its heartbeat thread starts.
     killer = (f"import optuna, os, signal\n"
               f"from sinernn.tune.storage import open_storage\n"

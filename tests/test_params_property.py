@@ -139,7 +139,7 @@ def draw_params(rng: random.Random, kind: str) -> dict:
             "lr_schedule": rng.choice(["cosine", "plateau", "none"]), "grad_clip": rng.choice([0.0, 0.5, 1.0, 5.0]),
             "patience": rng.randint(1, 3), "threads": rng.randint(1, 2),
         },
-        "tune": {"dataset": dataset, "workers": rng.randint(1, 64), "space": {"window": space_window}},
+        "tune": {"workers": rng.randint(1, 64), "space": {"window": space_window}},
         "diagnose": {
             "corrected_window": rng.randint(1, 149), "gradient_dataset": gradient,
             "gradient_windows": sorted(rng.sample(range(1, 600), rng.randint(1, 2))),

@@ -49,9 +49,8 @@ def project(tmp_path_factory):
     raw = tiny_raw_params()
     raw["run"] = {"datasets": ["clean", "noisy", "sample_csv"], "train_datasets": ["clean"],
                   "architectures": ["lstm", "persistence"]}
-    # The searches and the diagnosis use another dataset than the trained one, so that a retrain
-    # (new data for `clean`) re-runs what it must and no more.
-    raw["tune"]["dataset"] = "noisy"
+    # The diagnosis uses another dataset than the trained one, so that a retrain (new data for
+    # `clean`) re-runs what it must and no more.
     raw["diagnose"].update({f"{use}_dataset": "noisy" for use in ("gradient", "stability", "extrapolation", "memory")})
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _run(["git", "init", "-q"], root)
@@ -77,7 +76,7 @@ def test_repro_writes_every_declared_output(project):
                  "models/clean/lstm/model.pt", "models/clean/persistence/model.pt", "models/clean/lstm/train.json",
                  "reports/history/clean/lstm.csv", "reports/eval/clean.json", "reports/predictions/clean/lstm.csv",
                  "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock",
-                 "tuned/lstm.json", "tuned/persistence.json", "optuna/studies.db",
+                 "tuned/clean/lstm.json", "tuned/clean/persistence.json", "optuna/studies.db",
                  "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md",
                  "reports/registry/clean.json"]:
         assert (root / path).is_file(), path
@@ -106,14 +105,14 @@ def test_dvc_exp_show_has_the_tuned_values_beside_the_scores(project):
     (workspace,) = [row for row in json.loads(_run(["dvc", "exp", "show", "--json"], root).stdout)
                     if row["rev"] == "workspace"]
     data = workspace["data"]
-    tuned = json.loads((root / "tuned/lstm.json").read_text())
-    assert data["params"]["tuned/lstm.json"]["data"]["train"]["lr"] == tuned["train"]["lr"]
+    tuned = json.loads((root / "tuned/clean/lstm.json").read_text())
+    assert data["params"]["tuned/clean/lstm.json"]["data"]["train"]["lr"] == tuned["train"]["lr"]
     assert "log10_test_mse" in data["metrics"]["reports/scores/clean/lstm.json"]["data"]
     # as docs/tracking.md shows it: the tuned lr and the one-step errors, one line per experiment
     shown = _run(["dvc", "exp", "show", "--no-pager", "--csv", "--drop", ".*", "--keep",
                   r"Experiment|rev|.*clean/.*log10_test_mse|tuned/.*train.lr"], root).stdout.splitlines()
     assert shown[0].split(",") == ["Experiment", "rev", "reports/scores/clean/lstm.json:log10_test_mse",
-                                   "reports/scores/clean/persistence.json:log10_test_mse", "tuned/lstm.json:train.lr"]
+                                   "reports/scores/clean/persistence.json:log10_test_mse", "tuned/clean/lstm.json:train.lr"]
 
 
 def test_dvc_plots_render(project):
@@ -139,8 +138,8 @@ def test_every_stage_job_is_an_mlflow_run_in_the_root_store(project):
     (used,) = lstm.inputs.dataset_inputs
     assert (used.dataset.name, used.dataset.digest) == ("clean", manifest["sha256"][:16])
     assert lstm.data.tags["mlflow.source.name"] == "stages/train.py"
-    search = _runs(root, "tune-noisy-lstm")[0]
-    assert [(i.dataset.name, i.tags[0].value) for i in search.inputs.dataset_inputs] == [("noisy", "validation")]
+    search = _runs(root, "tune-clean-lstm")[0]  # the search ran on the dataset it tunes for
+    assert [(i.dataset.name, i.tags[0].value) for i in search.inputs.dataset_inputs] == [("clean", "validation")]
     assert lstm.data.tags["git_commit"] != "unknown"
     assert lstm.data.tags["architecture"] == "lstm"
     # Artifacts sit beside mlflow.db, not in a ./mlruns of whichever folder a stage ran in.
@@ -157,11 +156,11 @@ def test_a_second_repro_does_nothing(project):
 
 def test_the_train_stage_uses_the_tuned_values(project):
     root, _ = project
-    tuned = json.loads((root / "tuned/lstm.json").read_text())
+    tuned = json.loads((root / "tuned/clean/lstm.json").read_text())
     trained = json.loads((root / "models/clean/lstm/train.json").read_text())
     assert tuned["best_value"] is not None
     assert trained["tuned"] == {"arch": tuned["arch"], "train": tuned["train"]}
-    assert json.loads((root / "tuned/persistence.json").read_text())["arch"] == {}
+    assert json.loads((root / "tuned/clean/persistence.json").read_text())["arch"] == {}
 
 
 def test_a_new_search_space_invalidates_only_the_searches(project, tmp_path):
@@ -174,7 +173,7 @@ def test_a_new_search_space_invalidates_only_the_searches(project, tmp_path):
     params["tune"]["space"]["lr"]["high"] = 0.02
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run(["dvc", "status", "--json"], copy).stdout))
-    assert changed == {"tune@lstm", "tune@persistence"}
+    assert changed == {"tune@clean-lstm", "tune@clean-persistence"}
 
 
 def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):

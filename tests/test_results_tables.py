@@ -5,6 +5,10 @@ are rendered from the committed outputs, never typed:
     pipeline        reports/metrics.json + models/<dataset>/<arch>/train.json   (dvc repro)
     diagnose        reports/diagnosis/summary.json   (dvc repro, stage diagnose)
     metrics-show    reports/scores/<dataset>/<arch>.json   (dvc repro, stage summarize)
+    accuracy-targets  reports/metrics.json against issue 13's targets   (dvc repro)
+    overhead        benchmarks/results/overhead.json   (make bench-overhead)
+    rollout-training  benchmarks/results/rollout_training.json   (make bench-rollout)
+    matrix          benchmarks/results/matrix.json   (make bench-matrix)
 
 After either, `python tests/test_results_tables.py` writes them into the documents; the tests
 fail while a document shows other figures than the outputs hold, and while the statements they
@@ -24,7 +28,11 @@ METRICS = ROOT / "reports/metrics.json"
 SUMMARY = ROOT / "reports/diagnosis/summary.json"
 SCORES = ROOT / "reports/scores"
 README, RESULTS, FORECASTING = ROOT / "README.md", ROOT / "docs/results.md", ROOT / "docs/forecasting.md"
-TRACKING = ROOT / "docs/tracking.md"
+TRACKING, PERFORMANCE = ROOT / "docs/tracking.md", ROOT / "docs/performance.md"
+OVERHEAD = ROOT / "benchmarks/results/overhead.json"
+ROLLOUT_TRAINING = ROOT / "benchmarks/results/rollout_training.json"
+MATRIX = ROOT / "benchmarks/results/matrix.json"
+RECURRENT = ("rnn", "gru", "lstm")
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # where a stale copy of a table could hide
 TARGETS = {
     "a": "on co2, sunspots and trend_sine, rnn, gru and lstm at or below persistence's one-step MSE and within 1.1x of the best linear AR's",
@@ -123,6 +131,69 @@ def scores_table(name: str) -> str:
                            for path, row in rows.items())])
 
 
+def accuracy_checks(metrics: dict) -> list[tuple[str, str, float | None, str, bool]]:
+    """Issue 13's accuracy targets: (what, architecture, measured, target, met) for rnn, gru and lstm."""
+    clean, noisy = metrics["clean"], metrics["noisy"]
+    ridge = noisy["ridge"]["rollout_mse_1000"]
+    checks = []
+    for arch in RECURRENT:
+        checks += [("clean, one-step test MSE", arch, clean[arch]["test_mse"], "<= 1e-7", clean[arch]["test_mse"] <= 1e-7),
+                   ("clean, 1000-step rollout MSE", arch, clean[arch]["rollout_mse_1000"], "<= 1e-5",
+                    clean[arch]["rollout_mse_1000"] <= 1e-5),
+                   ("noisy, one-step / noise floor", arch, noisy[arch]["noise_floor_ratio"], "<= 1.02",
+                    noisy[arch]["noise_floor_ratio"] <= 1.02),
+                   ("noisy, 1000-step rollout MSE (vs the clean signal)", arch, noisy[arch]["rollout_mse_1000"],
+                    f"<= ridge's {_g(ridge)}", noisy[arch]["rollout_mse_1000"] <= ridge)]
+    return checks
+
+
+def accuracy_table(metrics: dict, name: str) -> str:
+    checks = accuracy_checks(metrics)
+    lines = ["| | " + " | ".join(RECURRENT) + " | target |", "|---|" + "---:|" * len(RECURRENT) + "---|"]
+    for what in dict.fromkeys(c[0] for c in checks):
+        row = {c[1]: c for c in checks if c[0] == what}
+        cells = [f"{_g(row[a][2])}{'' if row[a][4] else ' (missed)'}" for a in RECURRENT]
+        lines.append(f"| {what} | " + " | ".join(cells) + f" | {row[RECURRENT[0]][3]} |")
+    met = sum(c[4] for c in checks)
+    lines.append("")
+    lines.append(f"{met} of {len(checks)} met.")
+    return _block(name, lines)
+
+
+def overhead_table(results: dict, name: str) -> str:
+    lines = ["| | bare loop | bare script | stage loop | stage command | stage (`dvc repro`) | stage / bare loop | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['arch']} | {r['bare_loop']:.1f} s | {r['bare_script']:.1f} s | {r['stage_loop']:.1f} s | "
+                     f"{r['stage_cmd']:.1f} s | {r['stage']:.1f} s | {r['ratio']:.2f}x | "
+                     f"<= {r['target']:.1f} s: {'met' if r['met'] else 'missed'} |")
+    return _block(name, lines)
+
+
+def rollout_training_table(results: dict, name: str) -> str:
+    horizon = results["horizon"]
+    lines = [f"| arch | rollout steps in the loss | one-step / noise floor | {horizon}-step rollout MSE | train s |",
+             "|---|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['arch']} | {r['rollout_steps']} | {_g(r['noise_floor_ratio'])} | "
+                     f"{_g(r[f'rollout_mse_{horizon}'])} | {r['train_seconds']:.0f} |")
+    return _block(name, lines)
+
+
+def matrix_table(results: dict, name: str) -> str:
+    lines = ["| way | models | wall clock |", "|---|---:|---:|"]
+    if "exp_run" in results:
+        lines.append(f"| one `dvc exp run` ({results['exp_run']['stages_run']} stages) | {results['models']} | "
+                     f"{results['exp_run']['seconds'] / 60:.1f} min |")
+    if "queue" in results:
+        q = results["queue"]
+        lines.append(f"| `dvc queue start -j {q['jobs']}`, one experiment per dataset ({q['experiments']}) | "
+                     f"{results['models']} | {q['seconds'] / 60:.1f} min |")
+    lines.append("")
+    lines.append("Settings changed from params.yaml: " + (", ".join(f"`{s}`" for s in results["settings"]) or "none") + ".")
+    return _block(name, lines)
+
+
 def blocks() -> dict[Path, list[str]]:
     results = json.loads(REAL_SERIES.read_text())
     settings = results["settings"]  # the documents show a full default run, not a trial one
@@ -136,8 +207,13 @@ def blocks() -> dict[Path, list[str]]:
     others = [real_series_table(results, s, f"real-series-table-{s}") for s in results["settings"]["scalings"]]
     pipeline = pipeline_table(json.loads(METRICS.read_text()), "pipeline-table")
     diagnosis = diagnose_table(json.loads(SUMMARY.read_text()), "diagnose-table")
-    return {README: [pipeline], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
-            TRACKING: [scores_table("metrics-show")]}
+    metrics = json.loads(METRICS.read_text())
+    targets = accuracy_table(metrics, "accuracy-targets")
+    performance = [targets, overhead_table(json.loads(OVERHEAD.read_text()), "overhead"),
+                   rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training"),
+                   matrix_table(json.loads(MATRIX.read_text()), "matrix")]
+    return {README: [pipeline, targets], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
+            TRACKING: [scores_table("metrics-show")], PERFORMANCE: performance}
 
 
 def _pattern(block: str) -> re.Pattern:

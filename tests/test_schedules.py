@@ -28,7 +28,7 @@ def clone(tmp_path):
     stub.parent.mkdir(parents=True)
     stub.write_text('#!/bin/sh\necho "stub: sinernn $*"\nexit "$STUB_EXIT"\n')
     stub.chmod(0o755)
-    for path in ("params.yaml", "dvc.lock", "reports/retrain.json", "models/clean/train.json", "tuned/lstm.json"):
+    for path in ("params.yaml", "dvc.lock", "reports/retrain.json", "models/clean/train.json", "tuned/clean/lstm.json"):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text("{}\n")  # what the workflow commits
     return root

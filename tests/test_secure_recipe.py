@@ -287,7 +287,7 @@ def test_the_secure_recipe_refuses_strangers_and_its_workers_log_every_trial(
     d.run("tracking-user", MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=d.admin_password,
           SINERNN_MLFLOW_PASSWORD=d.worker_password)
     worker = {"MLFLOW_TRACKING_USERNAME": "sinernn", "MLFLOW_TRACKING_PASSWORD": d.worker_password}
-    tune = ["--params", str(params_path), "--arch", "rnn", "--data", str(npz)]
+    tune = ["--params", str(params_path), "--dataset", "clean", "--arch", "rnn", "--data", str(npz)]
     d.start("worker on PostgreSQL", "worker", *tune, "--out", str(tmp_path / "direct.json"), cwd=tmp_path, **worker)
     d.start("worker on the proxy", "worker", *tune, "--out", str(tmp_path / "proxied.json"),
             "--storage", f"grpc://127.0.0.1:{d.proxy_port}", cwd=tmp_path, **worker)
@@ -299,7 +299,7 @@ def test_the_secure_recipe_refuses_strangers_and_its_workers_log_every_trial(
         assert d.finish(label) == 0, d.outputs[label][-3000:]
 
     storage = open_storage(d.storage_url(), 1, 1)
-    name = study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "clean", "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
     trials = optuna.load_study(study_name=name, storage=storage).trials
     finished = {t.number for t in trials if t.state.name in ("COMPLETE", "PRUNED")}
     assert len(finished) == 3

@@ -133,3 +133,27 @@ def test_naive_framing_broadcasts_and_learns_only_a_constant(clean):
     assert metrics["test_mse"] > 0.5 * variance  # no better than predicting the mean
     assert metrics["rollout_mse_100"] is None
     assert math.isfinite(metrics["test_mse"])
+
+
+def test_rollout_aware_training_scores_the_free_running_forecast_it_will_make(noisy):
+    """train.rollout_steps: targets are the next K values after each window, and the loss is the
+    error of K free-running steps, checked against the serving forecast's own loop."""
+    from sinernn.core.training import rollout_loss
+    from sinernn.serving import forecast
+
+    steps = 5
+    framed = frame(noisy, "train", "window", WINDOW, steps)
+    series = noisy.scale(noisy.splits["train"].observed[0])
+    assert framed.targets.shape == (len(series) - WINDOW - steps + 1, steps)
+    assert np.allclose(framed.targets[7].numpy(), series[7 + WINDOW: 7 + WINDOW + steps])
+    model = _model("gru")
+    inputs, targets = framed.inputs[:12], framed.targets[:12]
+    with torch.no_grad():
+        loss = float(rollout_loss(model, inputs, targets))
+        fed_back = forecast(lambda windows: model(windows[:, :, None]), inputs[:, :, 0].numpy(), steps)
+    assert loss == pytest.approx(float(np.mean((fed_back - targets.numpy()) ** 2)), rel=1e-5)
+    assert loss != pytest.approx(float(torch.mean((model(inputs) - targets[:, :1]) ** 2)), rel=1e-3)  # not one step
+
+    train, val = frame(noisy, "train", "window", WINDOW, steps), frame(noisy, "val", "window", WINDOW)
+    result = train_model(model, train, val, TrainConfig(max_epochs=2, batch_size=32, rollout_steps=steps), seed=0)
+    assert result.history[-1].train_loss < result.history[0].train_loss

@@ -34,7 +34,7 @@ def shared(tracked, tmp_path, raw_params, postgres, monkeypatch):
     params = parse_params(raw_params)
     npz = tmp_path / "data/processed/clean.npz"
     generate_job(params, "clean", npz)
-    name = study_name(params, "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "clean", "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
     storage = open_storage(postgres, 1, 1)
     yield raw_params, npz, name, storage
     try:
@@ -45,7 +45,7 @@ def shared(tracked, tmp_path, raw_params, postgres, monkeypatch):
 
 def _tune(tmp_path, raw_params, npz, out, *extra):
     path = write_params(tmp_path / "params.yaml", raw_params)
-    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--arch", "rnn",
+    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--dataset", "clean", "--arch", "rnn",
                "--data", str(npz), "--out", str(out), *extra]
     return subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -94,7 +94,7 @@ def test_local_workers_share_a_postgres_study(shared, tmp_path):
 def test_a_worker_killed_mid_trial_does_not_stall_the_study(shared, tmp_path):
     raw_params, npz, _, storage = shared
     raw_params["tune"].update(n_trials=3, max_epochs=40, pruner="none")
-    name = study_name(parse_params(raw_params), "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(parse_params(raw_params), "clean", "rnn", json.loads(npz.with_suffix(".json").read_text())["sha256"])
     victim = _tune(tmp_path, raw_params, npz, tmp_path / "victim.json")
     deadline = time.time() + 60
     while time.time() < deadline:

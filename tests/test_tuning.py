@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import write_params
 from mlflow import MlflowClient
@@ -24,7 +25,7 @@ from sinernn.jobs.train import train_job
 from sinernn.jobs.tune import tune_job
 from sinernn.tune.space import suggest
 from sinernn.tune.storage import STORAGE_ENV, open_storage, storage_url
-from sinernn.tune.study import count_states, make_study, study_name
+from sinernn.tune.study import count_states, make_study, open_study, study_name
 from sinernn.tune.workers import StallWatch, WorkerSpec, run_worker
 
 
@@ -78,10 +79,33 @@ def test_an_arch_space_changes_only_its_architecture(raw_params):
     assert params.tune.space_for("deep_lstm").lr == params.tune.space.lr
 
 
-def test_tune_dataset_must_be_generated(raw_params):
-    raw_params["tune"]["dataset"] = "nowhere"
-    with pytest.raises(ParamsError, match="tune.dataset is 'nowhere'"):
+def test_the_shared_tune_dataset_of_older_params_is_refused_with_what_replaced_it(raw_params):
+    raw_params["tune"]["dataset"] = "clean"
+    with pytest.raises(ParamsError, match=r"tune.dataset is gone: every train dataset now has its own studies"):
         parse_params(raw_params)
+
+
+def test_the_studies_of_two_architectures_do_not_draw_the_same_points(tmp_path, params):
+    """One sampler seed for all made rnn, gru and the stacked LSTM end on the very same trial."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}", 1, 1)
+    drawn = {}
+    for dataset, arch in (("clean", "rnn"), ("clean", "gru"), ("noisy", "rnn")):
+        study, _ = open_study(storage, f"{dataset}-{arch}", params, dataset, arch)
+        drawn[dataset, arch] = [study.ask().suggest_float("lr", 1e-3, 3e-2, log=True) for _ in range(3)]
+    assert len({tuple(points) for points in drawn.values()}) == 3, drawn
+
+
+def test_the_search_keeps_each_architecture_what_it_is(params):
+    """The shipped space: lstm stays one layer, the stacked LSTM stays stacked."""
+    depths = {}
+    for arch_name in ("lstm", "deep_lstm", "gru"):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):
+            trial = study.ask()
+            values = suggest(trial, params.tune.space_for(arch_name), params.architectures[arch_name], params.train)
+            depths.setdefault(arch_name, set()).add(apply_tuned(params.architectures[arch_name], params.train, values)[0].num_layers)
+            study.tell(trial, 0.0)
+    assert depths == {"lstm": {1}, "deep_lstm": {2, 3}, "gru": {1}}
 
 
 def test_a_transformer_gets_a_d_model_its_heads_divide(params):
@@ -95,7 +119,7 @@ def test_a_transformer_gets_a_d_model_its_heads_divide(params):
 
 def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp_path, params, clean_npz):
     out = tmp_path / "tuned/gru.json"
-    result = tune_job(params, "gru", clean_npz, out)
+    result = tune_job(params, "clean", "gru", clean_npz, out)
 
     assert json.loads(out.read_text()) == result
     study = _study(tmp_path, result["study"])
@@ -134,17 +158,17 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
 
 def test_baselines_and_disabled_tuning_write_empty_values(tracked, tmp_path, raw_params, clean_npz):
     params = parse_params(raw_params)
-    assert tune_job(params, "ridge", clean_npz, tmp_path / "ridge.json")["arch"] == {}
+    assert tune_job(params, "clean", "ridge", clean_npz, tmp_path / "ridge.json")["arch"] == {}
     raw_params["tune"]["enabled"] = False
-    disabled = tune_job(parse_params(raw_params), "lstm", clean_npz, tmp_path / "lstm.json")
-    assert disabled == {"arch": {}, "train": {}, "best_value": None, "note": "tune.enabled is false"}
+    disabled = tune_job(parse_params(raw_params), "clean", "lstm", clean_npz, tmp_path / "lstm.json")
+    assert disabled == {"arch": {}, "train": {}, "best_value": None, "note": "tune.enabled is false", "dataset": "clean"}
 
 
 def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, raw_params, clean_npz):
     raw_params["tune"]["n_trials"] = 2
-    first = tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    first = tune_job(parse_params(raw_params), "clean", "rnn", clean_npz, tmp_path / "rnn.json")
     raw_params["tune"]["n_trials"] = 4
-    second = tune_job(parse_params(raw_params), "rnn", clean_npz, tmp_path / "rnn.json")
+    second = tune_job(parse_params(raw_params), "clean", "rnn", clean_npz, tmp_path / "rnn.json")
     assert second["study"] == first["study"]
     study = _study(tmp_path, second["study"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]  # two old trials kept, two new ones
@@ -154,12 +178,12 @@ def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, r
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the enqueued lr lies outside the space on purpose
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tracked, tmp_path, params, clean_npz):
-    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "clean", "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna/studies.db'}", 1, 1)
-    study = make_study(storage, name, params, params.seed)
+    study = make_study(storage, name, params, "clean", params.seed)
     study.enqueue_trial({"lr": 1.0e30, "grad_clip": 0.0, "hidden_size": 8, "num_layers": 1})
 
-    tune_job(params, "rnn", clean_npz, tmp_path / "rnn.json")
+    tune_job(params, "clean", "rnn", clean_npz, tmp_path / "rnn.json")
     trials = _study(tmp_path, name).trials
     assert trials[0].state.name == "FAIL"
     assert "training diverged" in trials[0].user_attrs["fail_reason"]
@@ -170,11 +194,11 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tracked, 
 def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path, raw_params, clean_npz):
     raw_params["tune"].update(n_trials=3, max_epochs=40, pruner="none")
     path = write_params(tmp_path / "params.yaml", raw_params)
-    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--arch", "lstm",
+    command = [sys.executable, "-m", "sinernn.cli", "tune", "--params", str(path), "--dataset", "clean", "--arch", "lstm",
                "--data", str(clean_npz), "--out", str(tmp_path / "lstm.json")]
     worker = subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    name = study_name(parse_params(raw_params), "lstm",
+    name = study_name(parse_params(raw_params), "clean", "lstm",
                              json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until a trial is mid-training, then kill without warning
@@ -203,7 +227,7 @@ def test_a_killed_stage_resumes_and_its_dead_trial_is_retried(tracked, tmp_path,
 def test_an_unreachable_study_storage_is_one_clear_error_and_writes_nothing(tracked, tmp_path, params, clean_npz):
     out = tmp_path / "tuned/lstm.json"
     with pytest.raises(TuneError, match="cannot open the Optuna storage postgresql://postgres@127.0.0.1:9/test"):
-        tune_job(params, "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
+        tune_job(params, "clean", "lstm", clean_npz, out, storage="postgresql://postgres@127.0.0.1:9/test")
     assert not out.exists()
 
 
@@ -239,7 +263,7 @@ def test_a_relative_sqlite_path_is_kept_at_the_project_root(params, tmp_path):
 def test_a_password_in_the_environment_never_reaches_messages(tracked, tmp_path, params, clean_npz, monkeypatch):
     monkeypatch.setenv(STORAGE_ENV, "postgresql://postgres@127.0.0.1:9/test?password=hunter2")
     with pytest.raises(TuneError) as refused:
-        tune_job(params, "lstm", clean_npz, tmp_path / "lstm.json")
+        tune_job(params, "clean", "lstm", clean_npz, tmp_path / "lstm.json")
     assert "hunter2" not in str(refused.value) and "password=***" in str(refused.value)
 
 
@@ -252,10 +276,10 @@ def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_
     # the data (it changed when validation windows began to reach back), not on the take-over.
     raw_params["tune"].update(n_trials=2, pruner="none")
     params = parse_params(raw_params)
-    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "clean", "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     url = f"sqlite:///{tmp_path / 'optuna/studies.db'}"
     storage = open_storage(url, 1, 1, 5)
-    make_study(storage, name, params, params.seed)
+    make_study(storage, name, params, "clean", params.seed)
     real_fit = training.fit_architecture
     taken = []
 
@@ -273,7 +297,7 @@ def test_a_worker_whose_live_trial_was_requeued_as_stalled_goes_on(tracked, tmp_
         return real_fit(arch, cfg, dataset, seed, on_epoch, description)
 
     monkeypatch.setattr(training, "fit_architecture", fit_while_a_coordinator_takes_the_first_trial_over)
-    spec = WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None)
+    spec = WorkerSpec(params, "clean", "rnn", str(clean_npz), url, name, None, 0, 1, None)
     run_worker(spec)  # raised ValueError("Cannot tell a FAIL trial") before
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
@@ -286,12 +310,12 @@ def test_one_worker_runs_every_waiting_trial_even_when_they_fill_the_budget(trac
     the worker must still run every one of them before it returns, not leave them for another pass."""
     raw_params["tune"].update(n_trials=2, pruner="none")
     params = parse_params(raw_params)
-    name = study_name(params, "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
+    name = study_name(params, "clean", "rnn", json.loads(clean_npz.with_suffix(".json").read_text())["sha256"])
     url = f"sqlite:///{tmp_path / 'optuna/studies.db'}"
-    study = make_study(open_storage(url, 1, 1, 5), name, params, params.seed)
+    study = make_study(open_storage(url, 1, 1, 5), name, params, "clean", params.seed)
     for lr in (0.01, 0.02):  # two WAITING trials: the budget is already full
         study.enqueue_trial({"lr": lr})
-    run_worker(WorkerSpec(params, "rnn", str(clean_npz), url, name, None, 0, 1, None))
+    run_worker(WorkerSpec(params, "clean", "rnn", str(clean_npz), url, name, None, 0, 1, None))
     assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE", "COMPLETE"]
 
 

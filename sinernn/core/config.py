@@ -92,11 +92,6 @@ class Params(Strict):
                 self.tune.space_for(name)
             except ValidationError as exc:
                 raise ValueError(describe_error(exc.errors()[0], prefix=f"tune.arch_space.{name}")) from None
-        if self.tune.dataset not in self.run.datasets:
-            raise ValueError(
-                f"tune.dataset is {self.tune.dataset!r}, which run.datasets does not generate; "
-                f"generated: {self.run.datasets}"
-            )
 
     def _registry_fits(self) -> None:
         """registry.metric is one the evaluation computes, on test splits long enough for it."""
@@ -139,6 +134,9 @@ class Params(Strict):
             if cfg.scaling != "global" and cfg.framing != "window":
                 raise ValueError(f"{where}.scaling {cfg.scaling} re-expresses input windows: it needs train.framing "
                                  f"window (got {cfg.framing})")
+            if cfg.rollout_steps > 1 and cfg.framing != "window":
+                raise ValueError(f"rollout_steps {cfg.rollout_steps} on dataset {name!r} feeds predictions back into "
+                                 f"input windows: it needs train.framing window (got {cfg.framing})")
             # one value has no deviation (window) and no difference (diff)
             windows = {"the window": cfg.window, "tune.space.window.low": min(lows, default=cfg.window)}
             if name == self.diagnose.memory_dataset:

@@ -58,14 +58,15 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 class DatasetTrain(Strict):
     """The `train.*` keys that depend on the data, set for one dataset (null: `train`'s value).
 
-    Everything that trains on the dataset uses them: the train stage, the tune stage when it is
-    `tune.dataset`, and so evaluation and predict, which read the window from the model.
+    Everything that trains on the dataset uses them: the train stage, the dataset's tune stages,
+    and so evaluation and predict, which read the window from the model.
     """
 
     window: PositiveInt | None = None
     scaling: Literal["global", "window", "diff"] | None = None
     batch_size: PositiveInt | None = None
     max_epochs: PositiveInt | None = None
+    rollout_steps: PositiveInt | None = None  # free-running steps in the loss (train.rollout_steps)
 
 
 class _Series(Strict):

@@ -11,6 +11,9 @@ from sinernn.core.config_data import MAX_THREADS, MAX_WORKERS, PUBLISHED_SPLITS,
 from sinernn.core.secrets import check_storage_url, storage_password
 
 
+MAX_ROLLOUT_STEPS = 256  # each step is one more forward pass per batch
+
+
 class TrainConfig(Strict):
     framing: Literal["window", "time_to_value", "naive"] = "window"
     window: PositiveInt = 32
@@ -24,6 +27,9 @@ class TrainConfig(Strict):
     lr_schedule: Literal["cosine", "plateau", "none"] = "cosine"
     grad_clip: Annotated[float, Field(ge=0)] = 1.0  # max gradient norm; 0 turns clipping off
     patience: PositiveInt = 15  # epochs without validation improvement before stopping
+    # Rollout-aware training: the loss averages the errors of this many free-running steps, each
+    # prediction fed back as the newest input (1: the next value only). Needs framing window.
+    rollout_steps: Annotated[int, Field(ge=1, le=MAX_ROLLOUT_STEPS)] = 1
     threads: Annotated[int, Field(gt=0, le=MAX_THREADS)] = Field(
         default=1, description=f"torch threads, 1 to {MAX_THREADS}; small recurrent nets run fastest on one")
 
@@ -75,19 +81,16 @@ class SearchSpace(Strict):
 
     lr: FloatRange | None = FloatRange(low=1e-3, high=3e-2, log=True)
     hidden_size: IntRange | None = IntRange(low=8, high=64, log=True)
-    num_layers: IntRange | None = IntRange(low=1, high=2)
+    num_layers: IntRange | None = None  # null: each architecture keeps its own (lstm stays one layer)
     grad_clip: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] | None = [0.0, 1.0, 5.0]
     window: IntRange | None = None
     batch_size: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
 
 
 class TuneConfig(Strict):
-    """The Optuna searches of stage `tune`: one study per architecture."""
+    """The Optuna searches of stage `tune`: one study per (train dataset, architecture)."""
 
-    enabled: bool = True  # false: `tune` writes empty tuned/<arch>.json and train uses params.yaml
-    # The dataset the searches train on; the tuned values are then used for every train dataset.
-    # One dataset, so the tune stages depend on exactly its file (dvc.yaml cannot list several).
-    dataset: str = "clean"
+    enabled: bool = True  # false: `tune` writes empty tuned/<dataset>/<arch>.json; train uses params.yaml
     n_trials: PositiveInt = 12  # finished (complete or pruned) trials per study, over all workers
     timeout: PositiveFloat | None = None  # seconds per worker; stops early, the study can resume
     max_epochs: PositiveInt | None = None  # per trial; null: train.max_epochs
@@ -112,6 +115,15 @@ class TuneConfig(Strict):
     arch_space: dict[str, dict] = {}
 
     section: ClassVar[str] = "tune"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_dataset(cls, values):
+        if isinstance(values, dict) and "dataset" in values:
+            raise ValueError("tune.dataset is gone: every train dataset now has its own studies (tuned/<dataset>/"
+                             "<arch>.json), so values tuned on one series no longer train another; delete the key "
+                             "(`sinernn tune --dataset NAME` searches one dataset)")
+        return values
 
     def space_for(self, arch_name: str) -> SearchSpace:
         return SearchSpace.model_validate({**self.space.model_dump(), **self.arch_space.get(arch_name, {})})

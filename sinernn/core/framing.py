@@ -34,11 +34,12 @@ class Framed:
     targets: torch.Tensor
 
 
-def sliding_windows(series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(S, T) series -> inputs (S*(T-W), W) and next-value targets (S*(T-W),)."""
-    view = np.lib.stride_tricks.sliding_window_view(series, window + 1, axis=1)  # (S, T-W, W+1)
-    view = view.reshape(-1, window + 1)
-    return view[:, :window], view[:, window]
+def sliding_windows(series: np.ndarray, window: int, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(S, T) series -> inputs (S*(T-W-steps+1), W) and the next `steps` values as targets
+    ((S*(T-W), ) for one step). Windows never span two series."""
+    view = np.lib.stride_tricks.sliding_window_view(series, window + steps, axis=1)  # (S, T-W-steps+1, W+steps)
+    view = view.reshape(-1, window + steps)
+    return view[:, :window], (view[:, window] if steps == 1 else view[:, window:])
 
 
 def scaled_time(dataset: Dataset, time: np.ndarray) -> np.ndarray:
@@ -48,15 +49,18 @@ def scaled_time(dataset: Dataset, time: np.ndarray) -> np.ndarray:
     return 2 * (time - low) / (high - low) - 1
 
 
-def frame(dataset: Dataset, split: str, framing: str, window: int) -> Framed:
+def frame(dataset: Dataset, split: str, framing: str, window: int, steps: int = 1) -> Framed:
     """A split's inputs and targets. Window framing on one long series: validation and test
     windows take their inputs from the values before the split, so every value of the split is a
-    target exactly once (and a target of no other split)."""
+    target exactly once (and a target of no other split).
+
+    steps > 1 (window framing, rollout-aware training): targets (N, steps), the next `steps`
+    values after each window, all within the split."""
     part = dataset.splits[split]
     values = dataset.scale(part.observed)
     if framing == "window":
         joined, _ = dataset.with_history(split, window)
-        inputs, targets = sliding_windows(dataset.scale(joined.observed), window)
+        inputs, targets = sliding_windows(dataset.scale(joined.observed), window, steps)
         inputs = inputs[:, :, None]  # (N, W, 1)
     elif framing == "time_to_value":
         inputs = scaled_time(dataset, part.time).reshape(-1, 1, 1)  # (N, 1, 1)
@@ -69,5 +73,5 @@ def frame(dataset: Dataset, split: str, framing: str, window: int) -> Framed:
         raise ValueError(f"unknown framing {framing!r}; choose one of {FRAMINGS}")
     return Framed(
         torch.tensor(np.ascontiguousarray(inputs), dtype=torch.float32),
-        torch.tensor(np.ascontiguousarray(targets), dtype=torch.float32).reshape(-1, 1),
+        torch.tensor(np.ascontiguousarray(targets), dtype=torch.float32).reshape(len(inputs), -1),
     )

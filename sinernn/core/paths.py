@@ -11,7 +11,7 @@ from pathlib import Path
 
 DATA_DIR = "data/processed"
 DATA = "data/processed/{dataset}.npz"  # + its .json manifest beside it
-TUNED = "tuned/{arch}.json"
+TUNED = "tuned/{dataset}/{arch}.json"
 MODELS = "models/{dataset}"
 MODEL_DIR = "models/{dataset}/{arch}"  # model.pt + train.json
 HISTORY = "reports/history/{dataset}/{arch}.csv"

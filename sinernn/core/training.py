@@ -136,7 +136,7 @@ def _train_epoch(model: nn.Module, train: Framed, optimizer, max_norm: float, cf
     losses, norms = [], []
     for inputs, targets in _batches(train, cfg.batch_size, generator):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), targets)
+        loss = loss_fn(model(inputs), targets) if targets.shape[-1] == 1 else rollout_loss(model, inputs, targets)
         loss.backward()
         norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
         if not (math.isfinite(loss.item()) and math.isfinite(norm)):
@@ -148,6 +148,19 @@ def _train_epoch(model: nn.Module, train: Framed, optimizer, max_norm: float, cf
         losses.append(loss.item())
         norms.append(norm)
     return sum(losses) / len(losses), sum(norms) / len(norms)
+
+
+def rollout_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean squared error of a free-running rollout: (B, W, 1) windows, (B, K) next values.
+
+    Each prediction becomes the newest input of the next step, as in evaluation, and the gradient
+    flows through the fed-back values: the network is trained on the errors it will compound."""
+    window, errors = inputs, []
+    for step in range(targets.shape[-1]):
+        prediction = model(window)  # (B, 1)
+        errors.append((prediction[:, 0] - targets[:, step]) ** 2)
+        window = torch.cat([window[:, 1:], prediction[:, None, :]], dim=1)
+    return torch.stack(errors).mean()
 
 
 def fit_baseline(model: nn.Module, train: Framed, val: Framed, alpha: float) -> TrainResult:
@@ -204,7 +217,10 @@ def prepare(arch: ArchConfig, cfg: TrainConfig, dataset: Dataset, seed: int, sea
     The model config records everything a forecast needs to rebuild it: the input length, the
     scaling (and its train-fitted difference scale) and, for seasonal naive, the season.
     """
-    train_set = frame(dataset, "train", cfg.framing, cfg.window)
+    # Rollout-aware training frames the next rollout_steps values as targets; a baseline is fitted
+    # in closed form on the next value, and validation stays one step ahead for every model.
+    steps = cfg.rollout_steps if arch.kind not in BASELINE_KINDS else 1
+    train_set = frame(dataset, "train", cfg.framing, cfg.window, steps)
     val_set = frame(dataset, "val", cfg.framing, cfg.window)
     # Scaling re-expresses input windows: the other framings have none (a time, one sequence).
     scaling = cfg.scaling if cfg.framing == "window" else "global"

@@ -1,7 +1,7 @@
 """The values a search found, applied over params.yaml's (the `tune` stage writes them, `train` reads them).
 
 Here and not in sinernn/tune: training needs no Optuna, so the train stage does not depend on the
-search's code (dvc.yaml), only on the file of values it left (tuned/<arch>.json).
+search's code (dvc.yaml), only on the file of values it left (tuned/<dataset>/<arch>.json).
 """
 
 from __future__ import annotations

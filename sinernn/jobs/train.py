@@ -25,7 +25,6 @@ def train_job(
     from sinernn.core.checkpoint import save_checkpoint
     from sinernn.core.training import fit_architecture
     from sinernn.core.tuned import read_tuned
-    from sinernn.track.plots import loss_curves
 
     dataset, manifest = data.load(data_path)
     tuned = read_tuned(tuned_path) if tuned_path else {}
@@ -51,13 +50,15 @@ def train_job(
         model_config = {**fitted.model_config, "framing": cfg.framing, "window": cfg.window,
                         "scale_mean": dataset.scale_mean, "scale_std": dataset.scale_std}
         summary = _summary(result, cfg, manifest, run.run_id, tuned, own)
+        # (no loss-curve PNG: the UI charts the per-epoch metrics, and a figure costs this process a
+        # matplotlib import, benchmarks/overhead.py)
         run.log_metrics({"train_seconds": result.seconds})
-        run.log_figure(loss_curves(result.history_rows(), run_name), "plots/loss_curves.png")
         if params.mlflow.log_models and cfg.framing == "window":  # only a window model forecasts a series
             from sinernn.serving import Forecaster, example_windows
+            from sinernn.track.logged_model import log_forecaster
 
-            summary["mlflow_model_id"] = run.log_forecaster(
-                Forecaster(model, dataset.scale_mean, dataset.scale_std), example_windows(dataset, cfg.window),
+            summary["mlflow_model_id"] = log_forecaster(
+                run.run_id, Forecaster(model, dataset.scale_mean, dataset.scale_std), example_windows(dataset, cfg.window),
                 {"window": cfg.window, "dataset": dataset_name, "architecture": arch_name}, run_params)
         run.log_metrics(with_log10({"best_val_loss": result.best_val_loss}), model_id=summary.get("mlflow_model_id"),
                         dataset=tracked_data)
@@ -88,11 +89,13 @@ def _summary(result, cfg, manifest: dict, run_id: str, tuned: dict, own: dict) -
 def settings(params: Params, dataset_name: str, arch_name: str, tuned: dict):
     """The architecture and training settings a model is trained with, and the dataset's own ones.
 
-    params.yaml's train, then the dataset's own settings, then the tuned values; on a dataset the
-    search did not run on, its own settings win again (a window tuned on another series is not its).
+    params.yaml's train, then the dataset's own settings, then the tuned values. The pipeline tunes
+    every train dataset itself; a file of values searched on another dataset (`--tuned` by hand)
+    does not override this dataset's own settings (a window tuned on another series is not its).
     """
     from sinernn.core.tuned import apply_tuned
 
     arch, cfg = apply_tuned(params.architectures[arch_name], params.train_for(dataset_name), tuned)
-    own = params.datasets[dataset_name].train.model_dump(exclude_none=True) if dataset_name != params.tune.dataset else {}
+    searched_here = tuned.get("dataset") == dataset_name  # (a file that does not say: not here)
+    own = {} if searched_here else params.datasets[dataset_name].train.model_dump(exclude_none=True)
     return arch, cfg.model_copy(update=own), own

@@ -27,17 +27,6 @@ def truth_vs_prediction(rows: list[dict], title: str) -> Figure:
     return figure
 
 
-def loss_curves(history: list[dict], title: str) -> Figure:
-    figure, axis = plt.subplots(figsize=(6, 3))
-    epochs = [row["epoch"] for row in history]
-    axis.semilogy(epochs, [row["train_loss"] for row in history], label="train")
-    axis.semilogy(epochs, [row["val_loss"] for row in history], label="validation")
-    axis.set(title=title, xlabel="epoch", ylabel="MSE (scaled)")
-    axis.legend()
-    figure.tight_layout()
-    return figure
-
-
 def lines(series: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
           x: list[float] | None = None, log_y: bool = True, reference: tuple[str, float] | None = None) -> Figure:
     """Several named curves on one axis (log y by default); an optional horizontal reference line."""

@@ -143,46 +143,6 @@ class StageRun:
         finally:
             plt.close(figure)
 
-    def log_forecaster(self, forecaster, example_windows, metadata: dict, params: dict | None = None) -> str:
-        """The model as a deployable forecaster (see sinernn/serving.py): exported with
-        torch.export, logged the MLflow 3 way (name=) as a pyfunc with a signature, a `horizon`
-        param and an input example in original units. params: its training params, shown beside
-        its metrics in the experiment's Models tab. Returns its logged-model id."""
-        import tempfile
-
-        import mlflow
-        import mlflow.pyfunc
-        import numpy as np
-        import torch
-        from mlflow.models import ModelSignature
-        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
-
-        from sinernn import serving
-
-        example = np.asarray(example_windows, dtype=np.float32)  # (N, W), original units
-        with tempfile.TemporaryDirectory() as scratch:
-            path = serving.export(forecaster, example, Path(scratch) / serving.EXPORT_FILE)
-            # (N, W) windows in, (N, horizon) forecasts out; `horizon` defaults to 1, the next value.
-            signature = ModelSignature(
-                inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1]))]),
-                outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1))]),
-                params=ParamSchema([ParamSpec("horizon", "long", 1)]),
-            )
-            with mlflow.start_run(run_id=self.run_id):
-                info = mlflow.pyfunc.log_model(
-                    name=f"{metadata['dataset']}-{metadata['architecture']}",  # its name in the Models tab
-                    loader_module=serving.LOADER_MODULE,
-                    data_path=str(path),
-                    signature=signature,
-                    input_example=(example, {"horizon": 1}),
-                    metadata={"format": serving.EXPORT_FORMAT, **metadata},
-                    params={key: str(value) for key, value in (params or {}).items()},
-                    # Explicit requirements: inferring them imports every package and takes
-                    # seconds. The loader is this package: serve with --env-manager local.
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
-                )
-        return info.model_id
-
 
 def _now_ms() -> int:
     return int(time.time() * 1000)

@@ -27,6 +27,7 @@ class Objective:
     """One trial: suggest, train with the pipeline's own loop, report every epoch, maybe prune."""
 
     params: Params
+    dataset_name: str
     arch_name: str
     dataset: Any  # sinernn.core.data.Dataset
     parent_run_id: str | None  # the study's MLflow run; None: do not log to MLflow
@@ -48,7 +49,7 @@ class Objective:
             raise SurplusTrial(f"trial {trial.number} is beyond n_trials={tune.n_trials}")
 
         arch = self.params.architectures[self.arch_name]
-        base = self.params.train_for(tune.dataset)  # with the tuned dataset's own settings
+        base = self.params.train_for(self.dataset_name)  # with the dataset's own settings
         overrides = suggest(trial, tune.space_for(self.arch_name), arch, base)
         arch, cfg = apply_tuned(arch, base, overrides)
         if tune.max_epochs:
@@ -66,9 +67,9 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}: val loss {stats.val_loss:.3g}")
 
-        tags = {"stage": "tune", "dataset": tune.dataset, "architecture": self.arch_name,
+        tags = {"stage": "tune", "dataset": self.dataset_name, "architecture": self.arch_name,
                 "kind": arch.kind, "optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
-        run_name = f"trial-{self.arch_name}-{trial.number}"
+        run_name = f"trial-{self.dataset_name}-{self.arch_name}-{trial.number}"
         with self._child_run(run_name, tags) as run:
             if run:
                 run.log_params(trial.params)

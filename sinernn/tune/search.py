@@ -1,7 +1,7 @@
 """The coordinator of one architecture's search: open (or resume, or join) its study, run the
 workers until it holds n_trials trials, record the study in MLflow, return the best values.
 
-    search(params, arch, data_path, storage, workers, out_path)
+    search(params, dataset, arch, data_path, storage, workers, out_path)
       open_study(...)             the study named by what its trials depend on (study.py)
       stage_run(...)              one MLflow run per study, its trials nested under it
       run_study(...)              worker processes until the budget is used (workers.py)
@@ -26,9 +26,10 @@ from sinernn.tune.study import (
 from sinernn.tune.workers import run_study
 
 
-def search(params: Params, arch_name: str, data_path: Path, storage: str | None, workers: int,
+def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, storage: str | None, workers: int,
            out_path: Path) -> dict:
-    """Run one architecture's study on `data_path` with `workers` local processes; write the best
+    """Run one architecture's study on dataset `dataset_name` (its file: `data_path`) with `workers`
+    local processes; write the best
     trial's values, {"arch": ..., "train": ...} plus its value and number, to out_path (JSON, still
     inside the study's MLflow run, so a failed write fails the run) and return them.
 
@@ -39,31 +40,31 @@ def search(params: Params, arch_name: str, data_path: Path, storage: str | None,
     tune = params.tune
     _, manifest = data.load(data_path)  # a missing or corrupt file stops here, before any trial
     url = storage_url(params, storage, project_root())
-    name = study_name(params, arch_name, manifest["sha256"])
+    name = study_name(params, dataset_name, arch_name, manifest["sha256"])
     opened = open_storage(url, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
-    study, created = open_study(opened, name, params)
+    study, created = open_study(opened, name, params, dataset_name, arch_name)
     # A resumed study, or one another machine created: log under its existing MLflow run.
     # (A study with no trials yet was created by another coordinator an instant ago: give it time
     # to record its run, or each machine would open its own.)
     parent_id = None if created else wait_for_user_attr(
         study, "mlflow_parent_run_id", 30 if not study.trials else 0)
-    tags = {"stage": "tune", "dataset": tune.dataset, "architecture": arch_name,
+    tags = {"stage": "tune", "dataset": dataset_name, "architecture": arch_name,
             "kind": params.architectures[arch_name].kind, "dataset_hash": manifest["sha256"], "optuna_study": name}
-    with stage_run(params.mlflow.experiment, f"tune-{tune.dataset}-{arch_name}", tags,
+    with stage_run(params.mlflow.experiment, f"tune-{dataset_name}-{arch_name}", tags,
                    resume_run_id=parent_id) as run:
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", run.run_id)
-            run.log_input(mlflow_dataset(tune.dataset, data_path, manifest), "validation")
+            run.log_input(mlflow_dataset(dataset_name, data_path, manifest), "validation")
             run.log_params({"storage": redact_url(url), **flat_params("tune", tune.model_dump(exclude={"space", "storage"})),
                             **flat_params("space", tune.space_for(arch_name).model_dump())})
-        run_study(params, arch_name, data_path, url, name, run.run_id, workers)
+        run_study(params, dataset_name, arch_name, data_path, url, name, run.run_id, workers)
         study = optuna.load_study(study_name=name, storage=opened)
-        payload = _record(run, study, params, arch_name)
+        payload = _record(run, study, params, dataset_name, arch_name)
         write_json(out_path, payload)  # the stage's output last: a failure above leaves the old one
     return payload
 
 
-def _record(run, study, params: Params, arch_name: str) -> dict:
+def _record(run, study, params: Params, dataset_name: str, arch_name: str) -> dict:
     """The finished study in its MLflow run (best values as tags, counts, trials.csv, plots)."""
     counts = count_states(study)
     if counts["COMPLETE"] == 0:
@@ -78,8 +79,8 @@ def _record(run, study, params: Params, arch_name: str) -> dict:
     run.log_text(csv_text(rows), "trials.csv")
     for filename, figure in study_plots(study).items():
         run.log_figure(figure, f"plots/{filename}", dpi=100)  # 8 x 5 inches: 800 x 500 pixels
-    return {**best_overrides(study, params, arch_name), "best_value": best.value, "best_trial": best.number,
-            "study": study.study_name}
+    return {**best_overrides(study, params, dataset_name, arch_name), "best_value": best.value,
+            "best_trial": best.number, "study": study.study_name, "dataset": dataset_name}
 
 
 def tag_run(run, tags: dict[str, object]) -> None:

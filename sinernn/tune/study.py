@@ -19,8 +19,8 @@ FINISHED = ("COMPLETE", "PRUNED")  # trial states that use up the budget for goo
 IN_FLIGHT = ("RUNNING", "WAITING")  # ...and those that may still do so
 
 
-def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
-    """<experiment>-<arch>-<hash>: the hash covers everything a trial's result depends on."""
+def study_name(params: Params, dataset_name: str, arch_name: str, dataset_hash: str) -> str:
+    """<experiment>-<dataset>-<arch>-<hash>: the hash covers everything a trial's result depends on."""
     # Not in the hash: how the search is run (workers, storage, ...), and n_trials, so raising it
     # continues the same study.
     tune = params.tune.model_dump(exclude={
@@ -31,18 +31,25 @@ def study_name(params: Params, arch_name: str, dataset_hash: str) -> str:
     tune["space"] = params.tune.space_for(arch_name).model_dump()  # this architecture's space only
     key = {
         "seed": params.seed, "arch": params.architectures[arch_name].model_dump(),
-        "train": params.train_for(params.tune.dataset).model_dump(exclude={"threads"}), "tune": tune,
+        "train": params.train_for(dataset_name).model_dump(exclude={"threads"}), "tune": tune,
         "data": dataset_hash,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{params.mlflow.experiment}-{arch_name}-{digest}"
+    return f"{params.mlflow.experiment}-{dataset_name}-{arch_name}-{digest}"
 
 
-def make_study(storage, name: str, params: Params, sampler_seed: int, load_if_exists: bool = True):
+def sampler_seed(params: Params, dataset_name: str, arch_name: str) -> int:
+    """The study's own sampler seed, from the project seed and what the study searches: with one
+    seed for all, every study drew the same first points, and several architectures ended on the
+    very same trial."""
+    return int.from_bytes(hashlib.sha256(f"{params.seed}/{dataset_name}/{arch_name}".encode()).digest()[:4], "big")
+
+
+def make_study(storage, name: str, params: Params, dataset_name: str, sampler_seed: int, load_if_exists: bool = True):
     import optuna
 
     tune = params.tune
-    epochs = tune.max_epochs or params.train_for(tune.dataset).max_epochs
+    epochs = tune.max_epochs or params.train_for(dataset_name).max_epochs
     if tune.pruner == "median":
         # warm-up: the first epochs of every trial look alike; judging them prunes at random
         pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=max(1, epochs // 6))
@@ -57,14 +64,15 @@ def make_study(storage, name: str, params: Params, sampler_seed: int, load_if_ex
     )
 
 
-def open_study(storage, name: str, params: Params) -> tuple[Any, bool]:
+def open_study(storage, name: str, params: Params, dataset_name: str, arch_name: str) -> tuple[Any, bool]:
     """(study, created): creating is atomic in the storage, so among coordinators started at once
     on many machines exactly one is the creator (and opens the study's MLflow run)."""
     optuna = quiet_optuna()
+    seed = sampler_seed(params, dataset_name, arch_name)
     try:
-        return make_study(storage, name, params, params.seed, load_if_exists=False), True
+        return make_study(storage, name, params, dataset_name, seed, load_if_exists=False), True
     except optuna.exceptions.DuplicatedStudyError:
-        return make_study(storage, name, params, params.seed), False
+        return make_study(storage, name, params, dataset_name, seed), False
 
 
 def wait_for_user_attr(study, key: str, seconds: float) -> str | None:
@@ -91,13 +99,13 @@ def work_left(study, n_trials: int) -> bool:
     return counts["WAITING"] > 0 or sum(counts[state] for state in FINISHED + IN_FLIGHT) < n_trials
 
 
-def best_overrides(study, params: Params, arch_name: str) -> dict:
+def best_overrides(study, params: Params, dataset_name: str, arch_name: str) -> dict:
     """The best trial's values as {"arch": ..., "train": ...}, derived exactly as a trial did."""
     import optuna
 
     arch = params.architectures[arch_name]
     return suggest(optuna.trial.FixedTrial(study.best_trial.params), params.tune.space_for(arch_name), arch,
-                   params.train_for(params.tune.dataset))
+                   params.train_for(dataset_name))
 
 
 def trial_rows(study) -> list[dict]:

@@ -35,12 +35,13 @@ from sinernn.core.errors import TrainingDiverged, TuneError
 from sinernn.track.datasets import mlflow_dataset
 from sinernn.tune.objective import STALLED, Objective, SurplusTrial, TrialTakenOver
 from sinernn.tune.storage import open_storage, quiet_optuna
-from sinernn.tune.study import FINISHED, IN_FLIGHT, count_states, make_study, work_left
+from sinernn.tune.study import FINISHED, IN_FLIGHT, count_states, make_study, sampler_seed, work_left
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     params: Params
+    dataset_name: str
     arch_name: str
     data_path: str
     storage: str
@@ -76,9 +77,10 @@ def run_worker(spec: WorkerSpec) -> None:
     probe = optuna.load_study(study_name=spec.study, storage=storage)
     optuna.storages.fail_stale_trials(probe)  # a killed worker's trials: failed and re-queued
     # Different seeds per worker and per resume, or a resumed study would redraw its first points.
-    study = make_study(storage, spec.study, spec.params, spec.params.seed + 7919 * spec.index + len(probe.trials))
-    tracked = mlflow_dataset(tune.dataset, Path(spec.data_path), manifest) if spec.parent_run_id else None
-    objective = Objective(spec.params, spec.arch_name, dataset, spec.parent_run_id, tracked)
+    seed = sampler_seed(spec.params, spec.dataset_name, spec.arch_name) + 7919 * spec.index + len(probe.trials)
+    study = make_study(storage, spec.study, spec.params, spec.dataset_name, seed)
+    tracked = mlflow_dataset(spec.dataset_name, Path(spec.data_path), manifest) if spec.parent_run_id else None
+    objective = Objective(spec.params, spec.dataset_name, spec.arch_name, dataset, spec.parent_run_id, tracked)
     while work_left(study, tune.n_trials):
         timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
         if timeout == 0.0:
@@ -113,7 +115,7 @@ def _spawn_workers(specs: list[WorkerSpec]) -> None:
 
 
 def run_study(
-    params: Params, arch_name: str, data_path: Path, storage: str, study: str,
+    params: Params, dataset_name: str, arch_name: str, data_path: Path, storage: str, study: str,
     parent_run_id: str | None, workers: int, worker_offset: int = 0,
 ) -> None:
     """Run workers until the study holds n_trials finished trials (or the timeout passes).
@@ -132,7 +134,7 @@ def run_study(
     first_pass = True
     with progress_bar(opened, study, tune.n_trials, enabled=sys.stderr.isatty()):
         while True:
-            specs = [WorkerSpec(params, arch_name, str(data_path), storage, study, parent_run_id,
+            specs = [WorkerSpec(params, dataset_name, arch_name, str(data_path), storage, study, parent_run_id,
                                 worker_offset + i, threads, deadline) for i in range(workers)]
             # (while only waiting for RUNNING trials, no worker is started just to find nothing to do)
             if first_pass or work_left(optuna.load_study(study_name=study, storage=opened), tune.n_trials):
