@@ -29,6 +29,7 @@ from overhead import clean_env  # noqa: E402  (sibling scripts)
 from pipeline import apply_overrides, copy_fresh_clone  # noqa: E402
 
 QUEUE_POLL_SECONDS = 5
+QUEUE_DEADLINE_SECONDS = 4 * 3600  # a queue whose workers never start must not hang the benchmark
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -41,6 +42,9 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def prepared_copy(folder: Path, overrides: list[str]) -> list[str]:
     """A fresh-clone copy whose params train every generated dataset; returns those datasets."""
     copy_fresh_clone(folder)
+    # The sample CSV into the copy's DVC cache, as a fresh clone's `make run` does: a queued
+    # experiment's workspace is checked out from git and that cache, not from this folder.
+    run(["dvc", "pull", "--quiet", "--remote", "seed", "data/external/sample.csv.dvc"], folder)
     raw = apply_overrides(folder / "params.yaml", overrides)
     datasets = raw["run"]["datasets"]
     apply_overrides(folder / "params.yaml", [f"run.train_datasets={json.dumps(datasets)}"])
@@ -65,6 +69,9 @@ def queued_per_dataset(folder: Path, datasets: list[str], jobs: int) -> dict:
         status = run(["dvc", "queue", "status"], folder).stdout
         if not any(word in status for word in ("Queued", "Running")):
             break
+        if time.perf_counter() - started > QUEUE_DEADLINE_SECONDS:
+            run(["dvc", "queue", "kill", *[f"matrix-{name}" for name in datasets]], folder)
+            sys.exit(f"the queue did not finish in {QUEUE_DEADLINE_SECONDS} s:\n{status}")
         time.sleep(QUEUE_POLL_SECONDS)
     seconds = time.perf_counter() - started
     failed = [line for line in status.splitlines() if "Failed" in line]
@@ -77,7 +84,8 @@ def main() -> int:
                         help="change a param in the copies, e.g. --set train.max_epochs=3 (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="dvc queue start -j (default: %(default)s)")
     parser.add_argument("--only", choices=["exp", "queue"], help="time one way only")
-    parser.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this JSON file (with --only: "
+                        "into it, beside the other way's, when it holds a run with the same --set)")
     args = parser.parse_args()
 
     results: dict = {"settings": args.set}
@@ -92,10 +100,15 @@ def main() -> int:
     if args.only != "exp":
         with tempfile.TemporaryDirectory(prefix="sinernn-matrix-") as folder:
             datasets = prepared_copy(Path(folder), args.set)
+            architectures = yaml.safe_load((Path(folder) / "params.yaml").read_text())["run"]["architectures"]
+            results["models"] = len(datasets) * len(architectures)
             results["queue"] = queued_per_dataset(Path(folder), datasets, args.jobs)
             print(f"dvc queue start -j {args.jobs}, one experiment per dataset ({len(datasets)}): "
                   f"{results['queue']['seconds']:.0f} s; failed: {results['queue']['failed'] or 'none'}", flush=True)
     if args.json:
+        earlier = json.loads(args.json.read_text()) if args.only and args.json.exists() else {}
+        if earlier.get("settings") == args.set:
+            results = {**earlier, **results}
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 1 if results.get("queue", {}).get("failed") else 0
 

@@ -48,7 +48,7 @@ def project_overrides(archs: list[str]) -> list[str]:
         "train.window": s["window"], "train.batch_size": s["batch_size"], "train.max_epochs": s["epochs"],
         "train.patience": s["epochs"], "train.lr": s["lr"], "train.lr_schedule": "cosine",
         "train.grad_clip": s["grad_clip"], "train.threads": s["threads"], "train.scaling": "global",
-        "tune.enabled": False, "tune.dataset": "bench", "diagnose.gradient_dataset": "bench", "diagnose.stability_dataset": "bench",
+        "tune.enabled": False, "diagnose.gradient_dataset": "bench", "diagnose.stability_dataset": "bench",
         "diagnose.extrapolation_dataset": "bench", "diagnose.memory_dataset": "bench",
     }
     for arch in archs:
@@ -123,6 +123,7 @@ def measure(project: Path, arch: str) -> dict:
     stage_cmd = [sys.executable, "stages/train.py", "--dataset", "bench", "--arch", arch, "--data", str(data),
                  "--model-dir", str(scratch / "model"), "--history", str(scratch / "history.csv")]
     cmd_wall, _ = timed(stage_cmd, project)
+    timed(["dvc", "repro", "--single-item", f"tune@bench-{arch}"], project)  # tuning off: an empty tuned file
     stage_wall, _ = timed(["dvc", "repro", "--single-item", f"train@bench-{arch}"], project)
     summary = json.loads((project / f"models/bench/{arch}/train.json").read_text())
     target = RATIO * bare["loop_seconds"] + ALLOWANCE

@@ -36,13 +36,13 @@ from sinernn.tune.study import FINISHED, make_study  # noqa: E402
 from sinernn.tune.workers import run_study  # noqa: E402
 
 
-def run(params, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
+def run(params, dataset: str, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
     optuna = quiet_optuna()
     opened = open_storage(storage, params.tune.heartbeat_interval, params.tune.max_retry,
                                  params.tune.sqlite_lock_wait)
-    make_study(opened, name, params, params.seed)
+    make_study(opened, name, params, dataset, params.seed)
     started = time.perf_counter()
-    run_study(params, arch, npz, storage, name, parent_run_id=None, workers=workers)
+    run_study(params, dataset, arch, npz, storage, name, parent_run_id=None, workers=workers)
     wall = time.perf_counter() - started
     trials = [t for t in optuna.load_study(study_name=name, storage=opened).trials if t.state.name in FINISHED]
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
@@ -56,6 +56,7 @@ def run(params, arch, npz: Path, storage: str, name: str, workers: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="clean")
     parser.add_argument("--arch", default="lstm")
     parser.add_argument("--trials", type=int, default=16)
     args = parser.parse_args()
@@ -65,9 +66,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sinernn-tune-bench-") as scratch:
         scratch = Path(scratch)
         base = parse_params(raw)
-        npz = scratch / f"{base.tune.dataset}.npz"
-        dataset = data.generate(base.tune.dataset, base.datasets[base.tune.dataset], base.seed, base.train.window, ROOT)
-        data.save(dataset, base.datasets[base.tune.dataset], base.seed, npz, npz.with_suffix(".json"))
+        npz = scratch / f"{args.dataset}.npz"
+        dataset = data.generate(args.dataset, base.datasets[args.dataset], base.seed, base.train.window, ROOT)
+        data.save(dataset, base.datasets[args.dataset], base.seed, npz, npz.with_suffix(".json"))
         storage = f"sqlite:///{scratch / 'studies.db'}"
 
         def variant(pruner: str, equal_cost: bool = False) -> object:
@@ -91,11 +92,11 @@ def main() -> int:
             ("equal trials, 2 workers", variant("none", equal_cost=True), 2),
         ]:
             print(f"running: {label} ...", flush=True)
-            results[label] = run(params, args.arch, npz, storage, label.replace(" ", "-").replace(",", ""), workers)
+            results[label] = run(params, args.dataset, args.arch, npz, storage, label.replace(" ", "-").replace(",", ""), workers)
 
-    print(f"\n{args.arch} on {base.tune.dataset}, {args.trials} trials of up to "
+    print(f"\n{args.arch} on {args.dataset}, {args.trials} trials of up to "
           f"{base.tune.max_epochs or base.train.max_epochs} epochs:")
-    print(f"{'study':<24} {'pruned':>6} {'epochs':>7} {'best val':>10} {'wall s':>7} {'trials/min':>11} {'(with start-up)':>16}")
+    print(f"{'study':<24} {'pruned':>6} {'epochs':>7} {'best value':>10} {'wall s':>7} {'trials/min':>11} {'(with start-up)':>16}")
     for label, r in results.items():
         print(f"{label:<24} {r['pruned']:>6} {r['epochs']:>7} {r['best']:>10.3g} {r['wall']:>7.1f} "
               f"{r['per_minute']:>11.1f} {r['per_minute_wall']:>16.1f}")

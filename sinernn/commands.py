@@ -98,7 +98,7 @@ def _tune(args, params) -> None:
     if result.get("best_value") is None:
         print(f"{args.arch}: not tuned ({result['note']})")
     else:
-        print(f"{args.arch}: best val loss {result['best_value']:.3g} (trial {result['best_trial']}) "
+        print(f"{args.arch}: best trial value {result['best_value']:.3g} (trial {result['best_trial']}) "
               f"with {result['arch'] | result['train']}")
 
 

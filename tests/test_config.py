@@ -36,7 +36,8 @@ def test_the_shipped_params_are_valid():
         (lambda p: p["datasets"]["noisy"].update(train={"rollout_steps": 8}) or p["train"].update(framing="time_to_value", scaling="global")
          or p["run"].update(architectures=["rnn"]) or [d.get("train", {}).pop("scaling", None) for d in p["datasets"].values()],
          "rollout_steps 8 on dataset 'noisy' feeds predictions back into input windows: it needs train.framing window"),
-        (lambda p: p["train"].update(rollout_steps=0), "train.rollout_steps"),
+        (lambda p: p["train"].update(rollout_steps=0), "train.rollout_steps: Input should be greater than or equal to 1"),
+        (lambda p: p["train"].update(rollout_steps=257), "train.rollout_steps: Input should be less than or equal to 256"),
         (lambda p: p["train"].update(window=1), "train.scaling window needs windows of at least 2 values on dataset 'sample_csv'"),
         (lambda p: p["datasets"]["clean"].update(train={"scaling": "diff"}) or p["tune"]["space"].update(window={"low": 1, "high": 8}),
          "datasets.clean.train.scaling diff needs windows of at least 2 values on dataset 'clean' (tune.space.window.low is 1)"),

@@ -472,7 +472,7 @@ Inline: `sinernn trian`, `make no-such-inline-target`, `dvc repro no-such-inline
 
 CURRENT = """\
 ```bash
-sinernn train --dataset DATASET --arch ARCH [--tuned tuned/ARCH.json]   # placeholders are values
+sinernn train --dataset DATASET --arch ARCH [--tuned tuned/DATASET/ARCH.json]   # placeholders are values
 make serve DATASET=clean PORT=5001 && make ui
 dvc repro train@clean-lstm && dvc exp run -S train.lr=0.01
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest -q tests/test_docs.py

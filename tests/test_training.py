@@ -157,3 +157,17 @@ def test_rollout_aware_training_scores_the_free_running_forecast_it_will_make(no
     train, val = frame(noisy, "train", "window", WINDOW, steps), frame(noisy, "val", "window", WINDOW)
     result = train_model(model, train, val, TrainConfig(max_epochs=2, batch_size=32, rollout_steps=steps), seed=0)
     assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_networks_train_on_the_rollout_and_baselines_and_validation_stay_one_step(noisy, params):
+    from sinernn.core.training import prepare, rollout_loss
+
+    cfg = TrainConfig(window=WINDOW, scaling="global", rollout_steps=5, max_epochs=1, lr=1e-12, batch_size=10_000)
+    gru = prepare(params.architectures["gru"], cfg, noisy, 0)
+    assert (gru.train_set.targets.shape[1], gru.val_set.targets.shape[1]) == (5, 1)
+    assert prepare(params.architectures["ridge"], cfg, noisy, 0).train_set.targets.shape[1] == 1
+    with torch.no_grad():
+        before = float(rollout_loss(gru.model, gru.train_set.inputs, gru.train_set.targets))
+    # one batch, a learning rate that changes nothing: the epoch's loss is the rollout's, not one step's
+    trained = train_model(gru.model, gru.train_set, gru.val_set, cfg, seed=0)
+    assert trained.history[0].train_loss == pytest.approx(before, rel=1e-4)

@@ -25,7 +25,7 @@ from sinernn.jobs.train import train_job
 from sinernn.jobs.tune import tune_job
 from sinernn.tune.space import suggest
 from sinernn.tune.storage import STORAGE_ENV, open_storage, storage_url
-from sinernn.tune.study import count_states, make_study, open_study, study_name
+from sinernn.tune.study import count_states, make_study, sampler_seed, study_name
 from sinernn.tune.workers import StallWatch, WorkerSpec, run_worker
 
 
@@ -85,14 +85,30 @@ def test_the_shared_tune_dataset_of_older_params_is_refused_with_what_replaced_i
         parse_params(raw_params)
 
 
-def test_the_studies_of_two_architectures_do_not_draw_the_same_points(tmp_path, params):
-    """One sampler seed for all made rnn, gru and the stacked LSTM end on the very same trial."""
-    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}", 1, 1)
+def test_the_studies_of_two_architectures_do_not_draw_the_same_points(tmp_path, params, clean_npz):
+    """One sampler seed for all made rnn, gru and the stacked LSTM end on the very same trial. The
+    workers draw the trials: each runs one of its study's, and their first points differ."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    storage = open_storage(url, 1, 1)
     drawn = {}
-    for dataset, arch in (("clean", "rnn"), ("clean", "gru"), ("noisy", "rnn")):
-        study, _ = open_study(storage, f"{dataset}-{arch}", params, dataset, arch)
-        drawn[dataset, arch] = [study.ask().suggest_float("lr", 1e-3, 3e-2, log=True) for _ in range(3)]
-    assert len({tuple(points) for points in drawn.values()}) == 3, drawn
+    for arch in ("rnn", "gru"):
+        name = f"clean-{arch}"
+        make_study(storage, name, params, "clean", 0)
+        run_worker(WorkerSpec(params.model_copy(update={"tune": params.tune.model_copy(update={"n_trials": 1})}),
+                              "clean", arch, str(clean_npz), url, name, None, 0, 1, None))
+        drawn[arch] = optuna.load_study(study_name=name, storage=storage).trials[0].params["lr"]
+    assert drawn["rnn"] != drawn["gru"], drawn
+    seeds = {sampler_seed(params, d, a, w, n) for d in ("clean", "noisy") for a in ("rnn", "gru") for w, n in ((0, 0), (1, 0), (0, 5))}
+    assert len(seeds) == 12 and all(0 <= seed < 2**32 for seed in seeds)
+
+
+def test_a_study_judged_another_way_is_another_study(params, monkeypatch):
+    """Trials judged by the one-step loss are never resumed by trials judged by the rollout."""
+    from sinernn.tune import study
+
+    name = study_name(params, "clean", "rnn", "hash")
+    monkeypatch.setattr(study, "judged_by", lambda framing: "best_val_loss")
+    assert study_name(params, "clean", "rnn", "hash") != name
 
 
 def test_the_search_keeps_each_architecture_what_it_is(params):
@@ -106,6 +122,37 @@ def test_the_search_keeps_each_architecture_what_it_is(params):
             depths.setdefault(arch_name, set()).add(apply_tuned(params.architectures[arch_name], params.train, values)[0].num_layers)
             study.tell(trial, 0.0)
     assert depths == {"lstm": {1}, "deep_lstm": {2, 3}, "gru": {1}}
+
+
+def test_a_trial_is_judged_by_a_free_running_forecast_over_the_validation_split(params, clean_npz):
+    """The objective rolls forward from the window before the validation split. Oracles: ridge is
+    exact on a clean sine, and persistence repeats the last value before the split."""
+    from sinernn.core import data
+    from sinernn.core.training import fit_architecture
+    from sinernn.tune.objective import validation_rollout_mse
+
+    dataset, _ = data.load(clean_npz)
+    cfg = params.train_for("clean")
+    fitted = {name: fit_architecture(params.architectures[name], cfg, dataset, 0).model for name in ("ridge", "persistence")}
+    assert validation_rollout_mse(fitted["ridge"], dataset, cfg.window) < 1e-10
+    last = dataset.scale(dataset.splits["train"].observed)[0, -1]
+    expected = float(np.mean((dataset.scale(dataset.splits["val"].observed)[0] - last) ** 2))
+    assert validation_rollout_mse(fitted["persistence"], dataset, cfg.window) == pytest.approx(expected, rel=1e-5)
+
+
+def test_separate_series_are_each_seeded_by_their_own_first_window(tracked, tmp_path, params):
+    from sinernn.core import data
+    from sinernn.core.models import build_model
+    from sinernn.tune.objective import validation_rollout_mse
+
+    npz = tmp_path / "random_freq.npz"
+    generate_job(params, "random_freq", npz)
+    dataset, _ = data.load(npz)
+    window = params.train_for("random_freq").window
+    values = dataset.scale(dataset.splits["val"].observed)  # (S, T): separate series, no history before them
+    expected = float(np.mean((values[:, window:] - values[:, window - 1 : window]) ** 2))
+    persistence = build_model({"kind": "persistence", "input_length": window})
+    assert validation_rollout_mse(persistence, dataset, window) == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_transformer_gets_a_d_model_its_heads_divide(params):
@@ -139,8 +186,9 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
         trial = study.trials[int(child.data.tags["optuna_trial"])]
         best = min(trial.intermediate_values.values())
         assert child.data.metrics["log10_best_val_loss"] == pytest.approx(math.log10(best), rel=1e-6)
-        if trial.state.name == "COMPLETE":  # Optuna's value: the best validation loss
-            assert child.data.metrics["value"] == pytest.approx(trial.value, rel=1e-6) == pytest.approx(best, rel=1e-6)
+        if trial.state.name == "COMPLETE":  # Optuna's value: the validation rollout's error, not the one-step loss
+            assert child.data.metrics["value"] == pytest.approx(trial.value, rel=1e-6)
+            assert trial.value == trial.user_attrs["val_rollout_mse"] != best
     (used,) = parent.inputs.dataset_inputs
     assert (used.dataset.name, used.tags[0].value) == ("clean", "validation")
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
@@ -172,7 +220,9 @@ def test_a_rerun_resumes_the_study_instead_of_restarting_it(tracked, tmp_path, r
     assert second["study"] == first["study"]
     study = _study(tmp_path, second["study"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]  # two old trials kept, two new ones
-    parents = [r for r in _experiment_runs(tracked, "sinernn") if r.info.run_name == "tune-clean-rnn"]
+    # (the session's store holds other tests' tune-clean-rnn runs: the study's tag tells this one's)
+    parents = [r for r in _experiment_runs(tracked, "sinernn") if r.data.tags.get("optuna_study") == second["study"]
+               and "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1  # the resumed study logs under the same MLflow run
 
 
@@ -347,7 +397,7 @@ def test_the_progress_bar_counts_finished_trials_of_every_worker_and_shows_the_b
             other.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
         pruned = other.ask()
         other.tell(pruned, state=optuna.trial.TrialState.PRUNED)
-    assert "3/3" in shown.getvalue() and "best trial 1: val loss 0.1" in shown.getvalue()
+    assert "3/3" in shown.getvalue() and "best trial 1: 0.1" in shown.getvalue()
     quiet = io.StringIO()
     with progress_bar(optuna.storages.RDBStorage(url), "bar", 3, enabled=False, file=quiet):
         pass

@@ -19,6 +19,13 @@ FINISHED = ("COMPLETE", "PRUNED")  # trial states that use up the budget for goo
 IN_FLIGHT = ("RUNNING", "WAITING")  # ...and those that may still do so
 
 
+def judged_by(framing: str) -> str:
+    """What a trial's value is (objective.py computes it): a window model's validation rollout,
+    another framing's best one-step validation loss. Part of the study's name, so that a study
+    judged one way is never resumed by trials judged another."""
+    return "val_rollout_mse" if framing == "window" else "best_val_loss"
+
+
 def study_name(params: Params, dataset_name: str, arch_name: str, dataset_hash: str) -> str:
     """<experiment>-<dataset>-<arch>-<hash>: the hash covers everything a trial's result depends on."""
     # Not in the hash: how the search is run (workers, storage, ...), and n_trials, so raising it
@@ -32,17 +39,19 @@ def study_name(params: Params, dataset_name: str, arch_name: str, dataset_hash: 
     key = {
         "seed": params.seed, "arch": params.architectures[arch_name].model_dump(),
         "train": params.train_for(dataset_name).model_dump(exclude={"threads"}), "tune": tune,
-        "data": dataset_hash,
+        "data": dataset_hash, "judged_by": judged_by(params.train_for(dataset_name).framing),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.mlflow.experiment}-{dataset_name}-{arch_name}-{digest}"
 
 
-def sampler_seed(params: Params, dataset_name: str, arch_name: str) -> int:
-    """The study's own sampler seed, from the project seed and what the study searches: with one
-    seed for all, every study drew the same first points, and several architectures ended on the
-    very same trial."""
-    return int.from_bytes(hashlib.sha256(f"{params.seed}/{dataset_name}/{arch_name}".encode()).digest()[:4], "big")
+def sampler_seed(params: Params, dataset_name: str, arch_name: str, worker: int = 0, trials_before: int = 0) -> int:
+    """A sampler seed of the study's own, from the project seed and what the study searches: with
+    one seed for all, every study drew the same first points, and several architectures ended on
+    the very same trial. Offset per worker and per resume, or two workers, or a resumed study,
+    would redraw the same points. (Optuna takes seeds below 2**32.)"""
+    study = int.from_bytes(hashlib.sha256(f"{params.seed}/{dataset_name}/{arch_name}".encode()).digest()[:4], "big")
+    return (study + 7919 * worker + trials_before) % 2**32
 
 
 def make_study(storage, name: str, params: Params, dataset_name: str, sampler_seed: int, load_if_exists: bool = True):

@@ -76,8 +76,8 @@ def run_worker(spec: WorkerSpec) -> None:
     dataset, manifest = data.load(Path(spec.data_path))
     probe = optuna.load_study(study_name=spec.study, storage=storage)
     optuna.storages.fail_stale_trials(probe)  # a killed worker's trials: failed and re-queued
-    # Different seeds per worker and per resume, or a resumed study would redraw its first points.
-    seed = sampler_seed(spec.params, spec.dataset_name, spec.arch_name) + 7919 * spec.index + len(probe.trials)
+    # (the seed differs per study, per worker and per resume: sampler_seed)
+    seed = sampler_seed(spec.params, spec.dataset_name, spec.arch_name, spec.index, len(probe.trials))
     study = make_study(storage, spec.study, spec.params, spec.dataset_name, seed)
     tracked = mlflow_dataset(spec.dataset_name, Path(spec.data_path), manifest) if spec.parent_run_id else None
     objective = Objective(spec.params, spec.dataset_name, spec.arch_name, dataset, spec.parent_run_id, tracked)
@@ -181,7 +181,7 @@ def progress_bar(storage, study: str, n_trials: int, enabled: bool, every: float
         bar.n = min(len(complete) + sum(trial.state.name == "PRUNED" for trial in trials), n_trials)
         if complete:
             best = min(complete, key=lambda trial: trial.value)
-            bar.set_postfix_str(f"best trial {best.number}: val loss {best.value:.3g}", refresh=False)
+            bar.set_postfix_str(f"best trial {best.number}: {best.value:.3g}", refresh=False)
         bar.refresh()
 
     def poll() -> None:
