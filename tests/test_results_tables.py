@@ -6,7 +6,7 @@ are rendered from the committed outputs, never typed:
     diagnose        reports/diagnosis/summary.json   (dvc repro, stage diagnose)
     metrics-show    reports/scores/<dataset>/<arch>.json   (dvc repro, stage summarize)
     accuracy-targets  reports/metrics.json against issue 13's targets   (dvc repro)
-    overhead        benchmarks/results/overhead.json   (make bench-overhead)
+    overhead        benchmarks/results/overhead-before.json   (make bench-overhead, before the cuts)
     rollout-training  benchmarks/results/rollout_training.json   (make bench-rollout)
     matrix          benchmarks/results/matrix.json   (make bench-matrix)
     search-designs  reports/metrics.json at the commits of SEARCH_DESIGNS and now   (git show)
@@ -33,7 +33,7 @@ SUMMARY = ROOT / "reports/diagnosis/summary.json"
 SCORES = ROOT / "reports/scores"
 README, RESULTS, FORECASTING = ROOT / "README.md", ROOT / "docs/results.md", ROOT / "docs/forecasting.md"
 TRACKING, PERFORMANCE = ROOT / "docs/tracking.md", ROOT / "docs/performance.md"
-OVERHEAD = ROOT / "benchmarks/results/overhead.json"
+OVERHEAD = ROOT / "benchmarks/results/overhead-before.json"  # idle machine, the code before the cuts
 ROLLOUT_TRAINING = ROOT / "benchmarks/results/rollout_training.json"
 MATRIX = ROOT / "benchmarks/results/matrix.json"
 RECURRENT = ("rnn", "gru", "lstm")
@@ -240,8 +240,9 @@ def blocks() -> dict[Path, list[str]]:
     diagnosis = diagnose_table(json.loads(SUMMARY.read_text()), "diagnose-table")
     metrics = json.loads(METRICS.read_text())
     targets = accuracy_table(metrics, "accuracy-targets")
-    performance = [targets, search_designs_table("search-designs"),
-                   rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training")]
+    performance = [targets, search_designs_table("search-designs"), overhead_table(json.loads(OVERHEAD.read_text()), "overhead"),
+                   rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training"),
+                   matrix_table(json.loads(MATRIX.read_text()), "matrix")]
     return {README: [pipeline, targets], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
             TRACKING: [scores_table("metrics-show")], PERFORMANCE: performance}
 
