@@ -48,10 +48,11 @@ def apply_overrides(params_path: Path, overrides: list[str]) -> dict:
     return raw
 
 
-def copy_fresh_clone(target: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+def copy_fresh_clone(target: Path, root: Path = ROOT) -> None:
+    """The files git tracks in `root` (this checkout by default), committed in a new repository."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=True)
     for name in [*tracked.stdout.split("\0"), "data/external/sample.csv"]:
-        source = ROOT / name
+        source = root / name
         if name and source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)

@@ -1,15 +1,17 @@
 """The published examples, the automatic diagnosis, gradient versus lag, and the generated report."""
 
 import json
+from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 import torch
 from torch import nn
 
 from sinernn.answer.diagnosis import diagnose
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
 from sinernn.answer.published import published_data, run_example
-from sinernn.answer.report import build_report, claims
+from sinernn.answer.report import ReportNames, build_report, claims
 from sinernn.cli import main
 from sinernn.core.models import LinearAutoregression, build_model
 from sinernn.jobs.diagnose import diagnose_setup
@@ -92,6 +94,9 @@ def test_an_rnns_gradient_vanishes_over_a_long_window():
     assert summary["ratio_W_to_1"] < 1e-4 < summary["ratio_8_to_1"]
 
 
+NAMES = ReportNames(reference="clean", recurrent=("rnn", "gru", "lstm"), linear="ridge", persistence="persistence")
+
+
 def _summary(example2_final=0.443, rnn_ratio=1e-12):
     finding = lambda check: {"check": check, "severity": "error", "message": check}  # noqa: E731
     published = [
@@ -108,8 +113,10 @@ def _summary(example2_final=0.443, rnn_ratio=1e-12):
     gradient = lambda arch, ratio: {"architecture": arch, "window": 512, "epochs": 5, "val_loss": 0.1,  # noqa: E731
                                     "init_summary": {"ratio_W_to_1": ratio, "ratio_8_to_1": 0.1, "ratio_32_to_1": 1e-3},
                                     "trained_summary": {"ratio_W_to_1": ratio * 10, "ratio_8_to_1": 0.2, "ratio_32_to_1": 1e-2}}
+    framing_only = [{"example": n, "lr": 0.01, "window": 32, "epochs": 10, "final_loss": 1e-4, "test_mse": 2e-4,
+                     "target_variance": 0.1} for n in (1, 2, 3)]
     return {
-        "published": published, "corrected": corrected,
+        "published": published, "corrected": corrected, "framing_only": framing_only,
         "gradients": [gradient("rnn", rnn_ratio), gradient("lstm", 1e-8)],
         "memory": [{"window": 2, "test_mse": 0.02, "noise_floor_ratio": 2.0, "noise_variance": 0.01},
                    {"window": 32, "test_mse": 0.011, "noise_floor_ratio": 1.1, "noise_variance": 0.01}],
@@ -123,7 +130,7 @@ def _summary(example2_final=0.443, rnn_ratio=1e-12):
 def test_the_report_is_built_from_the_numbers_it_is_given():
     metrics = {"clean": {"ridge": {"test_mse": 7e-14, "rollout_mse_1000": 1e-10},
                          "persistence": {"test_mse": 0.0138, "rollout_mse_1000": 0.66}}}
-    text = build_report(_summary(), metrics)
+    text = build_report(_summary(), metrics, NAMES)
     assert "| Example 1's RNN fails to learn sin(x) because of vanishing gradients. | **refuted** |" in text
     assert "Without clipping 1 of 1 runs diverged; with clipping 0 of 1." in text
     assert "From window 2 to 32 the error falls: 0.02 -> 0.011" in text
@@ -131,7 +138,7 @@ def test_the_report_is_built_from_the_numbers_it_is_given():
 
     # Other numbers, other verdicts: an LSTM that did learn confirms claim 2; a gradient that
     # barely decays refutes claim 4.
-    verdicts = [row["verdict"] for row in claims(_summary(example2_final=1e-4, rnn_ratio=0.5), metrics)]
+    verdicts = [row["verdict"] for row in claims(_summary(example2_final=1e-4, rnn_ratio=0.5), metrics, NAMES)]
     assert verdicts[1] == "**confirmed**" and verdicts[3] == "**refuted**"
 
 
@@ -140,6 +147,14 @@ def test_report_job_writes_the_file_and_logs_it(tracked, tmp_path, params):
     (tmp_path / "metrics.json").write_text("{}")
     text = report_job(params, tmp_path / "summary.json", tmp_path / "metrics.json", tmp_path / "reports/REPORT.md")
     assert (tmp_path / "reports/REPORT.md").read_text() == text
+
+    client = MlflowClient(tracked)
+    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    [run] = client.search_runs([experiment.experiment_id], "attributes.run_name = 'report-all-all'",
+                               order_by=["start_time DESC"], max_results=1)
+    assert run.data.tags["stage"] == "report" and run.info.status == "FINISHED"
+    logged = Path(client.download_artifacts(run.info.run_id, "REPORT.md", str(tmp_path / "download")))
+    assert logged.read_text() == text
 
 
 def test_the_cli_diagnoses_an_example_and_exits_1(tracked, tmp_path, raw_params, capsys):

@@ -6,7 +6,9 @@ are rendered from the committed outputs, never typed:
     diagnose        reports/diagnosis/summary.json   (dvc repro, stage diagnose)
     metrics-show    reports/scores/<dataset>/<arch>.json   (dvc repro, stage summarize)
     accuracy-targets  reports/metrics.json against issue 13's targets   (dvc repro)
-    overhead        benchmarks/results/overhead-before.json   (make bench-overhead, before the cuts)
+    overhead        benchmarks/results/overhead.json   (make bench-overhead)
+    overhead-fixed  benchmarks/results/overhead-fixed-before.json and overhead-fixed.json
+                    (benchmarks/overhead.py --epochs 2 --repeat 3, with --code at the commit before the cuts)
     rollout-training  benchmarks/results/rollout_training.json   (make bench-rollout)
     matrix          benchmarks/results/matrix.json   (make bench-matrix)
     search-designs  reports/metrics.json at the commits of SEARCH_DESIGNS and now   (git show)
@@ -33,7 +35,9 @@ SUMMARY = ROOT / "reports/diagnosis/summary.json"
 SCORES = ROOT / "reports/scores"
 README, RESULTS, FORECASTING = ROOT / "README.md", ROOT / "docs/results.md", ROOT / "docs/forecasting.md"
 TRACKING, PERFORMANCE = ROOT / "docs/tracking.md", ROOT / "docs/performance.md"
-OVERHEAD = ROOT / "benchmarks/results/overhead-before.json"  # idle machine, the code before the cuts
+OVERHEAD = ROOT / "benchmarks/results/overhead.json"
+# A stage's fixed cost (2 epochs), the code before the cuts of issue 13 and after
+OVERHEAD_FIXED = [ROOT / "benchmarks/results/overhead-fixed-before.json", ROOT / "benchmarks/results/overhead-fixed.json"]
 ROLLOUT_TRAINING = ROOT / "benchmarks/results/rollout_training.json"
 MATRIX = ROOT / "benchmarks/results/matrix.json"
 RECURRENT = ("rnn", "gru", "lstm")
@@ -117,8 +121,12 @@ def diagnose_table(summary: dict, name: str) -> str:
     memory, (timed, windowed) = summary["memory"], summary["extrapolation"]
     rows = [(f"published example {r['example']}, `{r['setup'].split(' + ')[0]}`"
              + ("" if r["exception"] else f", {r['epochs_run']} epochs"), _published(r)) for r in published]
+    framed = summary["framing_only"]
     rows += [
-        (f"the same layers, windowed next-step prediction (W {corrected[0]['window']}, {corrected[0]['epochs']} epochs)",
+        (f"the same layers, only the framing changed: windowed next-step prediction (W {framed[0]['window']}), "
+         f"{framed[0]['epochs']} full-batch epochs at the example's lr, raw values",
+         "test MSE " + " / ".join(_g(f["test_mse"]) for f in framed) + f" (target variance {_g(framed[0]['target_variance'])})"),
+        (f"the same layers, windowed, with the pipeline's loop (W {corrected[0]['window']}, {corrected[0]['epochs']} epochs)",
          "test MSE " + " / ".join(_g(c["test_mse"]) for c in corrected) + f" (target variance {_g(corrected[0]['target_variance'])})"),
         (f"gradient at lag {longest} / lag 1, at initialisation",
          ", ".join(f"{a} {at[a, longest]:.2g}" for a in archs) + f" (lag {shortest}: "
@@ -198,6 +206,28 @@ def overhead_table(results: dict, name: str) -> str:
         lines.append(f"| {r['arch']} | {r['bare_loop']:.1f} s | {r['bare_script']:.1f} s | {r['stage_loop']:.1f} s | "
                      f"{r['stage_cmd']:.1f} s | {r['stage']:.1f} s | {r['ratio']:.2f}x | "
                      f"<= {r['target']:.1f} s: {'met' if r['met'] else 'missed'} |")
+    if results.get("repeats", 1) > 1:
+        spread = ", ".join(f"{r['arch']} {min(run['bare_loop'] for run in r['runs']):.1f} to "
+                           f"{max(run['bare_loop'] for run in r['runs']):.1f} s" for r in results["rows"])
+        lines += ["", f"Medians of {results['repeats']} runs each. The bare loop, fastest and slowest run: {spread}."]
+    return _block(name, lines)
+
+
+def overhead_fixed_table(before: dict, after: dict, name: str) -> str:
+    """The fixed cost of one train stage (a 2-epoch training), before the cuts and after, as medians."""
+    assert before["settings"]["epochs"] == after["settings"]["epochs"], "measure both with the same --epochs"
+    lines = ["| cell | code | bare script | stage command | stage (`dvc repro`) | stage - bare script |",
+             "|---|---|---:|---:|---:|---:|"]
+    for b, a in zip(before["rows"], after["rows"], strict=True):
+        for label, r in ((f"before ({before['code'][:7]})", b), (f"after ({after['code'][:7]})", a)):
+            lines.append(f"| {r['arch']} | {label} | {r['bare_script']:.1f} s | {r['stage_cmd']:.1f} s | "
+                         f"{r['stage']:.1f} s | {r['stage'] - r['bare_script']:.1f} s |")
+    changes = {column: [a[column] - b[column] for b, a in zip(before["rows"], after["rows"])]
+               for column in ("stage_cmd", "stage")}
+    lines += ["", f"Medians of {after['repeats']} runs each ({before['repeats']} before), "
+              f"{after['settings']['epochs']} epochs. After minus before, per cell: the stage command "
+              f"{min(changes['stage_cmd']):+.1f} to {max(changes['stage_cmd']):+.1f} s, the `dvc repro` "
+              f"{min(changes['stage']):+.1f} to {max(changes['stage']):+.1f} s."]
     return _block(name, lines)
 
 
@@ -221,6 +251,9 @@ def matrix_table(results: dict, name: str) -> str:
         lines.append(f"| `dvc queue start -j {q['jobs']}`, one experiment per dataset ({q['experiments']}) | "
                      f"{results['models']} | {q['seconds'] / 60:.1f} min |")
     lines.append("")
+    if {"exp_run", "queue"} <= set(results):
+        lines.append(f"The queue took {results['queue']['seconds'] / results['exp_run']['seconds']:.2f} times the single "
+                     f"run's wall clock.")
     lines.append("Settings changed from params.yaml: " + (", ".join(f"`{s}`" for s in results["settings"]) or "none") + ".")
     return _block(name, lines)
 
@@ -240,10 +273,11 @@ def blocks() -> dict[Path, list[str]]:
     diagnosis = diagnose_table(json.loads(SUMMARY.read_text()), "diagnose-table")
     metrics = json.loads(METRICS.read_text())
     targets = accuracy_table(metrics, "accuracy-targets")
+    fixed = overhead_fixed_table(*[json.loads(path.read_text()) for path in OVERHEAD_FIXED], "overhead-fixed")
+    matrix = matrix_table(json.loads(MATRIX.read_text()), "matrix")
     performance = [targets, search_designs_table("search-designs"), overhead_table(json.loads(OVERHEAD.read_text()), "overhead"),
-                   rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training"),
-                   matrix_table(json.loads(MATRIX.read_text()), "matrix")]
-    return {README: [pipeline, targets], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
+                   fixed, rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training"), matrix]
+    return {README: [pipeline, targets, diagnosis, matrix], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
             TRACKING: [scores_table("metrics-show")], PERFORMANCE: performance}
 
 

@@ -10,7 +10,7 @@ from sinernn.core import data
 from sinernn.core.config_data import SineSource
 from sinernn.core.config_stages import TrainConfig
 from sinernn.core.errors import TrainingDiverged
-from sinernn.core.evaluation import evaluate, rollout
+from sinernn.core.evaluation import evaluate, predict, rollout
 from sinernn.core.framing import frame
 from sinernn.core.models import build_model
 from sinernn.core.training import fit_baseline, train_model
@@ -105,22 +105,53 @@ def test_rollout_feeds_predictions_back():
     np.testing.assert_array_equal(forecast, [[1, 2, 3, 4, 5]] * 2)
 
 
-def test_noise_floor_ratio_of_the_truth_is_one(noisy):
-    class Oracle(torch.nn.Module):  # predicts the clean value: its error is exactly the noise
-        def forward(self, x):
-            return x[:, -1, :] * 0
+class CleanSignalOracle(torch.nn.Module):
+    """Knows the noise-free sine: maps the last two inputs of a window to the clean value after them.
 
-    metrics = evaluate(Oracle(), noisy, "window", WINDOW, HORIZONS).metrics
-    assert metrics["noise_floor_ratio"] == pytest.approx(metrics["test_mse"] / 0.01)
-    assert metrics["rollout_mse_100"] is not None and metrics["rollout_mse_1000"] is not None
+    The lookup holds every pair a forecast can meet: two observations (a window of the split),
+    an observation then a clean value (the first value fed back in a rollout), two clean values
+    (the rest of the rollout). Past the end of the series it answers NaN, which a backtest's
+    longest rollouts from late origins ask for and leave unscored: a NaN that was scored would
+    fail the assertions below.
+    """
+
+    def __init__(self, dataset):
+        super().__init__()
+        parts = [dataset.splits[name] for name in ("train", "val", "test")]
+        observed, clean = (np.float32(dataset.scale(np.concatenate([getattr(p, kind)[0] for p in parts])))
+                           for kind in ("observed", "clean"))
+        self.next_clean = {}
+        for t in range(1, len(clean) - 1):
+            for pair in ((observed[t - 1], observed[t]), (observed[t - 1], clean[t]), (clean[t - 1], clean[t])):
+                self.next_clean[tuple(map(float, pair))] = float(clean[t + 1])
+
+    def forward(self, x):
+        last_two = x[:, -2:, 0].tolist()
+        return torch.tensor([[self.next_clean.get(tuple(pair), math.nan)] for pair in last_two])
 
 
-def test_time_to_value_cannot_extrapolate(clean):
-    train, val = _sets(clean, "time_to_value")
-    model = build_model({"kind": "lstm", "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "input_length": 1}, 0)
-    train_model(model, train, val, TrainConfig(framing="time_to_value", max_epochs=5, batch_size=32), seed=0)
-    metrics = evaluate(model, clean, "time_to_value", WINDOW, HORIZONS).metrics
-    assert metrics["rollout_mse_1000"] > 0.1  # beyond the training times it does not know the sine
+def test_a_model_that_predicts_the_clean_signal_is_at_the_noise_floor(noisy):
+    """The one-step error of the perfect forecaster is the noise itself (ratio ~1, 0.1 std noise
+    on 1,100 targets), and its rollout, scored against the clean signal, is exact."""
+    metrics = evaluate(CleanSignalOracle(noisy), noisy, "window", WINDOW, HORIZONS).metrics
+    assert metrics["noise_floor_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert metrics["rollout_mse_100"] < 1e-10 and metrics["rollout_mse_1000"] < 1e-10  # scored against noise: ~1e-2
+
+
+def test_time_to_value_cannot_extrapolate():
+    """Trained on half a period of a slow sine, time -> value fits the times it saw and fails the
+    times after them: the forecast's error is many times the error on the training times."""
+    half_period = data.generate("slow", SineSource(source="sine", period=200, n_train=100, n_val=20, n_test=1100),
+                                seed=0, window=WINDOW)
+    train, val = _sets(half_period, "time_to_value")
+    model = build_model({"kind": "lstm", "hidden_size": 32, "num_layers": 1, "dropout": 0.0, "input_length": 1}, 0)
+    cfg = TrainConfig(framing="time_to_value", max_epochs=100, patience=100, batch_size=32, lr=1e-2)
+    train_model(model, train, val, cfg, seed=0)
+    scaled_error = np.mean((predict(model, train.inputs) - train.targets.numpy().reshape(-1)) ** 2)
+    in_range = float(scaled_error) * half_period.scale_std**2
+    metrics = evaluate(model, half_period, "time_to_value", WINDOW, HORIZONS).metrics
+    assert in_range < 0.01  # it learned the times it was shown, so the comparison means something
+    assert metrics["rollout_mse_1000"] > 100 * in_range
 
 
 def test_naive_framing_broadcasts_and_learns_only_a_constant(clean):

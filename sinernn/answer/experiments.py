@@ -1,8 +1,9 @@
-"""The measurements behind the report: each function trains with the pipeline's own loop and
-returns plain numbers (JSON-ready). Stage `diagnose` runs them; sinernn/answer/report.py reads them.
+"""The measurements behind the report: each function returns plain numbers (JSON-ready); all but
+the published examples and `framing_only` train with the pipeline's own loop. Stage `diagnose` runs them; sinernn/answer/report.py reads them.
 
     published_examples    the three examples as written, and what the diagnosis says about them
-    corrected_examples    the same layers on windowed next-step prediction of the same data
+    framing_only          the published examples with only the framing changed: windows, nothing else
+    corrected_examples    the same layers on windowed next-step prediction, with the pipeline's loop
     gradient_lags         gradient norm versus lag, rnn/gru/lstm, short and long windows
     stability             learning rate x gradient clipping: which runs explode
     extrapolation         time_to_value against window, scored beyond the training range
@@ -16,7 +17,7 @@ import torch
 
 from sinernn.answer.diagnosis import diagnose
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
-from sinernn.answer.published import EXAMPLES, ExampleRun, published_data, run_example
+from sinernn.answer.published import EXAMPLES, ExampleRun, build_example, published_data, run_example
 from sinernn.core.config import Params
 from sinernn.core.config_data import PUBLISHED_SPLITS, RecurrentArch
 from sinernn.core.config_stages import DiagnoseConfig, TrainConfig
@@ -54,11 +55,48 @@ def _published_as_dataset(window: int) -> Dataset:
     return Dataset("published", splits, float(values[: cuts[1]].mean()), float(values[: cuts[1]].std()), 0.0)
 
 
+def framing_only(cfg: DiagnoseConfig, seed: int) -> list[dict]:
+    """Each published example with only its framing changed: windows of the last W values predict
+    the next one. The rest is as published: the same layers and output pick, Adam at the example's
+    learning rate, `published_epochs` full-batch epochs, raw values (no scaling), no clipping, no
+    schedule, no early stopping; trained on the first 70% of the series, scored on the last 15%."""
+    _, series = published_data()
+    values = series.reshape(-1)
+    window, (train_end, test_start) = cfg.corrected_window, (PUBLISHED_SPLITS[0], sum(PUBLISHED_SPLITS[:2]))
+    windows = values.unfold(0, window + 1, 1)  # (N, W+1): row i holds values i .. i+W
+    ends = torch.arange(window, len(values))  # the index of each row's target
+    train_rows, test_rows = windows[ends < train_end], windows[ends >= test_start]
+    results = []
+    for number in EXAMPLES:
+        model, lr = build_example(number, seed, cfg.example2_hidden)
+        batch_first = model.recurrent.batch_first  # examples 1 and 2 index the sequence first: (W, N, 1)
+
+        def split(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            inputs = rows[:, :window, None]
+            return (inputs if batch_first else inputs.transpose(0, 1)), rows[:, window:]
+
+        (x_train, y_train), (x_test, y_test) = split(train_rows), split(test_rows)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(cfg.published_epochs):  # full batches: nothing random after the seeded initialisation
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x_train), y_train)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            test_mse = float(torch.nn.functional.mse_loss(model(x_test), y_test))
+        results.append({"example": number, "lr": lr, "window": window, "epochs": cfg.published_epochs,
+                        "final_loss": loss.item(), "test_mse": test_mse,
+                        "target_variance": float(y_test.var(unbiased=False))})
+    return results
+
+
 def corrected_examples(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
     """Each example's layers, framed as 'the last W values predict the next one'."""
     dataset = _published_as_dataset(cfg.corrected_window)
     results = []
     for number, (arch, lr) in EXAMPLE_ARCHS.items():
+        if number == 2:  # the published example 2 leaves its hidden size open
+            arch = {**arch, "hidden_size": cfg.example2_hidden}
         # global scaling, as for the pipeline's own sines: only the framing differs from the examples
         config = train.model_copy(update={"lr": lr, "window": cfg.corrected_window, "max_epochs": cfg.corrected_epochs,
                                           "framing": "window", "scaling": "global"})
@@ -69,7 +107,7 @@ def corrected_examples(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> li
         losses = [stats.train_loss for stats in fitted.result.history]
         findings = diagnose(fitted.model, test.inputs, test.targets, losses)
         results.append({"example": number, "architecture": arch, "lr": lr, "window": cfg.corrected_window,
-                        "epochs": len(losses), "test_mse": mse, "target_variance": float(test.targets.var() * dataset.scale_std**2),
+                        "epochs": len(losses), "test_mse": mse, "target_variance": float(test.targets.var(unbiased=False) * dataset.scale_std**2),
                         "findings": [f.as_dict() for f in findings]})
     return results
 

@@ -41,6 +41,7 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
                 mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
                 mlrun.log_dict(result, f"example{run.number}.json")  # MLflow only: summary.json holds it
         summary["published"] = published
+        summary["framing_only"] = experiments.framing_only(cfg, params.seed)
         summary["corrected"] = experiments.corrected_examples(cfg, params.train, params.seed)
         gradients = experiments.gradient_lags(params)
         summary["gradients"] = [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients]
