@@ -54,7 +54,7 @@ bench: install data/external/sample.csv
 
 # What a train stage costs beyond its loop: a bare PyTorch loop beside the stage (docs/performance.md).
 bench-overhead: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/overhead.py --json benchmarks/results/overhead.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/overhead.py --repeat 3 --json benchmarks/results/overhead.json
 
 # Every dataset x every architecture, cold: one dvc exp run, then dvc queue start -j 2, e.g.
 #   make bench-matrix BENCH_MATRIX_ARGS="--set train.max_epochs=3 --set tune.n_trials=2"
