@@ -8,6 +8,7 @@
     sinernn evaluate --dataset clean             reports/eval/clean.json, predictions, rollouts
     sinernn summarize                            reports/metrics.json, scores/, comparison/
     sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
+    sinernn diagnose --code my_setup.py          the same checks on your own model and tensors (runs your file)
     sinernn report                               reports/REPORT.md from the measurements
     sinernn register --dataset clean             models in the MLflow registry, @champion decided
     sinernn predict --model models:/sinernn-clean@champion --input s.csv --horizon 20
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int | None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "code", None) is not None:  # diagnose --code: the reader's file, no params.yaml needed
+        return args.handler(args, None)
     params = load_params(args.params, args.set)  # validated before any work starts
     check_name("dataset", getattr(args, "dataset", None), params.datasets)
     return args.handler(args, params)

@@ -207,9 +207,14 @@ def _diagnose_args(parser) -> None:
     what.add_argument("--example", type=int, choices=[1, 2, 3], help="one of the three published examples, as written")
     what.add_argument("--dataset", help="your setup: this dataset of params.yaml, with --arch and train.framing")
     what.add_argument("--all", action="store_true", help="the `diagnose` stage: examples and every measurement of the report")
+    what.add_argument("--code", type=Path, metavar="FILE",
+                      help="your own setup: a Python file whose build() returns model, inputs, targets (optionally "
+                           "optimizer, loss, future_inputs); sinernn EXECUTES this file, as your own code, on this "
+                           "machine (docs/answer.md)")
     parser.add_argument("--arch", help="with --dataset: a key of `architectures`")
     parser.add_argument("--framing", choices=["window", "time_to_value", "naive"], help="with --dataset (default: train.framing)")
-    parser.add_argument("--epochs", type=int, help="training epochs, at least 1 (default: diagnose.published_epochs for --example, 20 otherwise)")
+    parser.add_argument("--epochs", type=int, help="training epochs, at least 1 (default: diagnose.published_epochs for "
+                        "--example, 100 full-batch epochs for --code, 20 otherwise)")
     _path_option(parser, "--data-dir", paths.DATA_DIR, "the generated datasets")
     _path_option(parser, "--out", paths.DIAGNOSIS, "with --all: the measurements")
     _path_option(parser, "--figures", paths.FIGURES, "with --all: the plots")
@@ -221,6 +226,14 @@ def _diagnose(args, params) -> int:
 
     if args.epochs is not None and args.epochs < 1:  # 0 would otherwise mean "the default"
         raise SinernnError(f"--epochs must be at least 1 (got {args.epochs})")
+    if args.code is not None:  # params is None: the reader's file is all it reads
+        if args.arch or args.framing:
+            raise SinernnError("--arch and --framing go with --dataset; with --code, your build() sets the model")
+        from sinernn.answer.user_code import diagnose_code
+
+        findings = diagnose_code(args.code, args.epochs or 100)
+        print(f"{args.code}, {args.epochs or 100} full-batch epochs:\n{describe(findings)}")
+        return 1 if any(f.severity == "error" for f in findings) else 0
     data_dir = _path(args.data_dir, paths.DATA_DIR)
     if args.all:
         out, figures = _path(args.out, paths.DIAGNOSIS), _path(args.figures, paths.FIGURES)

@@ -32,7 +32,8 @@ def tiny_raw_params() -> dict:
     raw["tune"].update(n_trials=3, max_epochs=3, startup_trials=1, heartbeat_interval=1, sqlite_lock_wait=5)
     raw["diagnose"].update(published_epochs=10, corrected_epochs=2, gradient_windows=[8, 24], gradient_epochs=1,
                            stability_lrs=[0.01], stability_epochs=2, extrapolation_epochs=2,
-                           memory_windows=[2, 8], memory_epochs=2)
+                           memory_windows=[2, 8], memory_epochs=2, delay_lags=[2, 4], delay_epochs=2,
+                           delay_samples=256, trend_architectures=["rnn"], trend_epochs=2)
     return raw
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from sinernn.answer.diagnosis import diagnose
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
-from sinernn.answer.published import published_data, run_example
+from sinernn.answer.published import run_example
 from sinernn.answer.report import ReportNames, build_report, claims
 from sinernn.cli import main
 from sinernn.core.models import LinearAutoregression, build_model
@@ -41,9 +41,9 @@ def test_example_3_crashes_on_its_own_indexing(examples):
 
 def test_the_diagnosis_names_what_is_wrong_with_each_example(examples):
     one = {f.check for f in diagnose(examples[1].model, examples[1].inputs, examples[1].targets, examples[1].losses)}
-    assert one == {"shapes", "constant", "no_information"}
+    assert one == {"shapes", "constant", "no_information", "beyond_range"}  # beyond_range: the input is the time
     three = diagnose(examples[3].model, examples[3].inputs, examples[3].targets, examples[3].losses, examples[3].exception)
-    assert [f.check for f in three] == ["crash"]
+    assert [f.check for f in three] == ["crash", "beyond_range"]
     assert "unbatched" in three[0].message and "batch_first=True does not apply" in three[0].message
 
 
@@ -70,9 +70,9 @@ def test_an_input_unrelated_to_the_target_is_caught():
 
 
 def test_a_diverging_loss_is_caught():
-    x, y = published_data()
+    x = torch.randn(1000, 1, generator=torch.Generator().manual_seed(0))  # not a time: no beyond_range finding
     model = nn.Linear(1, 1)
-    findings = diagnose(model, x, y, losses=[0.5, 3.0, float("nan")])
+    findings = diagnose(model, x, torch.sin(x), losses=[0.5, 3.0, float("nan")])
     assert [f.check for f in findings] == ["diverged"] and "epoch 3" in findings[0].message
 
 
@@ -97,7 +97,7 @@ def test_an_rnns_gradient_vanishes_over_a_long_window():
 NAMES = ReportNames(reference="clean", recurrent=("rnn", "gru", "lstm"), linear="ridge", persistence="persistence")
 
 
-def _summary(example2_final=0.443, rnn_ratio=1e-12):
+def _summary(example2_final=0.443, rnn_ratio=1e-12, rnn_limit=(8, 16)):
     finding = lambda check: {"check": check, "severity": "error", "message": check}  # noqa: E731
     published = [
         {"example": 1, "setup": "s1", "epochs_run": 10, "first_loss": 0.5, "final_loss": 0.443, "target_variance": 0.443,
@@ -124,6 +124,18 @@ def _summary(example2_final=0.443, rnn_ratio=1e-12):
                           {"framing": "window", "test_mse": 1e-5, "test_variance": 0.5}],
         "stability": [{"lr": 1.0, "grad_clip": 0.0, "diverged": True, "final_val_loss": None, "max_grad_norm": 1e9},
                       {"lr": 1.0, "grad_clip": 1.0, "diverged": False, "final_val_loss": 0.3, "max_grad_norm": 50.0}],
+        "delay": [{"lag": lag, "architecture": cell, "grad_clip": 1.0, "diverged": False, "test_mse": 0.001 if ok else 0.3,
+                   "learned": ok} for cell, limit in (("rnn", rnn_limit), ("gru", (32, 64)))
+                  for lag, ok in ((8, True), (16, limit[0] >= 16), (32, limit[0] >= 32), (64, limit[0] >= 64))],
+        "delay_limits": [{"architecture": "rnn", "grad_clip": 1.0, "longest_learned": rnn_limit[0], "first_failed": rnn_limit[1],
+                          "failed_by_diverging": False, "longest_tried": 64},
+                         {"architecture": "gru", "grad_clip": 1.0, "longest_learned": 32, "first_failed": 64,
+                          "failed_by_diverging": False, "longest_tried": 64}],
+        "delay_settings": {"target_variance": 1 / 3, "learned_below": 1 / 30, "learned_fraction": 0.1, "epochs": 5,
+                           "samples": 256, "lr": 0.01, "hidden": 8, "forget_bias": None},
+        "trend": [{"trend": 0.002, "train_range": [-1.0, 4.0], "test_outside_train": 0.75, "test_variance": 0.9, "architecture": arch,
+                   "scaling": scaling, "test_mse": mse, "rollout_mse": mse, "horizon": 100}
+                  for arch, scaling, mse in (("rnn", "global", 0.3), ("rnn", "window", 1e-5), ("persistence", "none", 0.01))],
     }
 
 
@@ -136,10 +148,29 @@ def test_the_report_is_built_from_the_numbers_it_is_given():
     assert "From window 2 to 32 the error falls: 0.02 -> 0.011" in text
     assert "7e-14" in text and "figures/gradient_lag_512.png" in text
 
-    # Other numbers, other verdicts: an LSTM that did learn confirms claim 2; a gradient that
-    # barely decays refutes claim 4.
-    verdicts = [row["verdict"] for row in claims(_summary(example2_final=1e-4, rnn_ratio=0.5), metrics, NAMES)]
+    assert "| Vanishing gradients stop a plain RNN from learning long lags that a GRU or LSTM learns. | **confirmed** |" in text
+    assert "rnn: global scaling 0.3, window normalisation 1e-05" in text
+
+    # Other numbers, other verdicts: an LSTM that did learn confirms claim 2; an rnn that learns
+    # every lag of the delay task refutes claim 4.
+    verdicts = [row["verdict"] for row in claims(_summary(example2_final=1e-4, rnn_limit=(64, None)), metrics, NAMES)]
     assert verdicts[1] == "**confirmed**" and verdicts[3] == "**refuted**"
+
+
+def test_an_rnn_that_diverges_on_the_delay_task_does_not_confirm_vanishing_gradients():
+    summary = _summary(rnn_limit=(8, 16))
+    assert claims(summary, {}, NAMES)[3]["verdict"] == "**confirmed**"
+    summary["delay_limits"][0]["failed_by_diverging"] = True
+    row = claims(summary, {}, NAMES)[3]
+    assert row["verdict"] == "not settled by this run" and "an exploding gradient, not a vanishing one" in row["evidence"]
+
+
+def test_an_rnn_that_learns_every_lag_refutes_only_where_a_gated_cell_failed():
+    summary = _summary(rnn_limit=(64, None))
+    assert claims(summary, {}, NAMES)[3]["verdict"] == "**refuted**"
+    summary["delay_limits"][1].update(longest_learned=64, first_failed=None)  # the gru learns every lag too
+    row = claims(summary, {}, NAMES)[3]
+    assert row["verdict"] == "not settled by this run" and "these lags do not tell the cells apart" in row["evidence"]
 
 
 def test_report_job_writes_the_file_and_logs_it(tracked, tmp_path, params):

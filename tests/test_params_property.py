@@ -141,7 +141,7 @@ def draw_params(rng: random.Random, kind: str) -> dict:
         },
         "tune": {"workers": rng.randint(1, 64), "space": {"window": space_window}},
         "diagnose": {
-            "corrected_window": rng.randint(1, 149), "gradient_dataset": gradient,
+            "corrected_window": rng.randint(1, 149), "gradient_dataset": gradient, "trend_dataset": gradient,
             "gradient_windows": sorted(rng.sample(range(1, 600), rng.randint(1, 2))),
             "stability_dataset": dataset, "extrapolation_dataset": dataset, "extrapolation_arch": helper,
             "memory_dataset": dataset, "memory_arch": helper, "memory_windows": memory_windows,

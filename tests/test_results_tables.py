@@ -136,8 +136,29 @@ def diagnose_table(summary: dict, name: str) -> str:
          + " times the noise floor)"),
         (f"beyond the training range: `time_to_value` vs `window` ({timed['architecture']})",
          f"test MSE {_g(timed['test_mse'])} (the test variance is {_g(timed['test_variance'])}) vs {_g(windowed['test_mse'])}"),
+        _delay_row(summary), _trend_row(summary["trend"]),
     ]
     return _block(name, ["| measurement | result |", "|---|---|", *(f"| {m} | {r} |" for m, r in rows)])
+
+
+def _delay_row(summary: dict) -> tuple[str, str]:
+    """The longest lag each cell learned on the delay task, per clipping setting."""
+    lags = sorted({d["lag"] for d in summary["delay"]})
+    cells: dict[str, list[str]] = {}
+    for limit in summary["delay_limits"]:
+        clip = f"clip {limit['grad_clip']:g}" if limit["grad_clip"] else "no clip"
+        cells.setdefault(limit["architecture"], []).append(f"{limit['longest_learned'] or 'none'} ({clip})")
+    return (f"delay task (the target is the input k steps back, k = {', '.join(map(str, lags))}): the longest lag learned "
+            "without a break", "; ".join(f"{cell} {' / '.join(limits)}" for cell, limits in cells.items()))
+
+
+def _trend_row(rows: list[dict]) -> tuple[str, str]:
+    """The trend case: one-step test MSE with global scaling and with window normalisation."""
+    by = {(r["architecture"], r["scaling"]): r["test_mse"] for r in rows}
+    cells = list(dict.fromkeys(r["architecture"] for r in rows if r["architecture"] != "persistence"))
+    return (f"sine plus a trend of {rows[0]['trend']:g} per sample: one-step test MSE, global scaling -> window "
+            "normalisation", ", ".join(f"{c} {_g(by[c, 'global'])} -> {_g(by[c, 'window'])}" for c in cells)
+            + f"; persistence {_g(by['persistence', 'none'])}")
 
 
 def scores_table(name: str) -> str:

@@ -11,6 +11,10 @@ gets no finding at all (a test holds it to that):
     no_information   can the target be told from the input at all (one input for all targets,
                      or a nearest-neighbour predictor that does no better than the mean)?
     diverged         did the loss become NaN/inf?
+    beyond_range     will the inputs the model forecasts from lie outside the range it was trained
+                     on? Checked on future_inputs when given (an error when half of them or more
+                     are outside); otherwise a warning for an input that is a regular grid, like a
+                     time stamp, shuffled or not.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def diagnose(
     targets: torch.Tensor,
     losses: list[float] | None = None,
     exception: BaseException | None = None,
+    future_inputs: torch.Tensor | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
     prediction = None
@@ -55,6 +60,7 @@ def diagnose(
         findings += _shapes(prediction, targets)
     findings += _loss_curve(losses or [], targets)
     findings += _information(inputs, targets, prediction)
+    findings += _beyond_range(inputs, future_inputs)
     return findings
 
 
@@ -143,7 +149,59 @@ def _information(inputs: torch.Tensor, targets: torch.Tensor, prediction: torch.
     return []
 
 
+def _beyond_range(inputs: torch.Tensor, future_inputs: torch.Tensor | None) -> list[Finding]:
+    """Inputs outside the training range say nothing a network has learned: between the points it
+    was fitted on it interpolates, beyond them a tanh or ReLU net continues flat or straight, never
+    the pattern (the report measures it: the time_to_value framing on the sine)."""
+    features = _per_sample(inputs)
+    fix = ("feed the model what repeats, the last W values (windows) instead of the time, and normalise each "
+           "window if the level drifts")
+    if future_inputs is not None:
+        future = _per_sample(future_inputs)
+        if future.shape[1] != features.shape[1]:
+            return [Finding("beyond_range", "warning", f"future_inputs have {future.shape[1]} value(s) per sample, the "
+                            f"training inputs {features.shape[1]}: they cannot be compared")]
+        low, high = features.min(0).values, features.max(0).values
+        tolerance = 1e-6 * (high - low).clamp(min=1e-12)
+        outside = ((future < low - tolerance) | (future > high + tolerance)).any(dim=1)
+        share = float(outside.float().mean())
+        if share == 0:
+            return []
+        return [Finding("beyond_range", "error" if share >= 0.5 else "warning",
+                        f"{share:.0%} of the future inputs lie outside the range the model was trained on "
+                        f"([{float(future.min()):.4g}, {float(future.max()):.4g}] against [{float(low.min()):.4g}, "
+                        f"{float(high.max()):.4g}]): there the network must extrapolate, and it has learned nothing "
+                        f"there. Fix: {fix}")]
+    column = _time_grid(features)
+    if column is None:
+        return []
+    values = features[:, column]
+    return [Finding("beyond_range", "warning", f"input value {column} of each sample is a regular grid, from "
+                    f"{float(values.min()):.4g} to {float(values.max()):.4g} in equal steps, like a time stamp: if you "
+                    f"forecast, the future's inputs lie beyond that range, where the input tells the model nothing "
+                    f"(pass them as future_inputs to check). Fix: {fix}")]
+
+
+def _per_sample(tensor: torch.Tensor) -> torch.Tensor:
+    """(samples, values per sample) in float: a 0-d tensor is one sample of one value."""
+    return tensor.reshape(tensor.shape[0], -1).float() if tensor.dim() else tensor.reshape(1, 1).float()
+
+
+def _time_grid(features: torch.Tensor) -> int | None:
+    """The first input column whose values, in any order, are distinct and equally spaced (a time
+    axis, shuffled or not), when there are enough samples to tell."""
+    if features.shape[0] < 20:
+        return None
+    for column in range(features.shape[1]):
+        steps = features[:, column].sort().values.diff()
+        mean = float(steps.mean())
+        if mean > 0 and float((steps - mean).abs().max()) <= 1e-3 * mean:
+            return column
+    return None
+
+
 def describe(findings: list[Finding]) -> str:
     if not findings:
-        return "no problem found: the shapes match, the loss falls below the target's variance, and the input predicts the target"
+        return ("no problem found: the shapes match, the loss falls below the target's variance, the input predicts "
+                "the target, and no input grows beyond the training range")
     return "\n".join(f"[{f.severity}] {f.check}: {f.message}" for f in findings)

@@ -6,11 +6,13 @@ A recommendation is written only when a measurement of the report supports it, w
 from __future__ import annotations
 
 from sinernn.answer.report import VANISHED, ReportNames, _broadcast, _g, _learned, _linear_on_reference, _outcome
+from sinernn.answer.report_cases import delay_facts, gated_advice, normalise_advice, trend_facts
 
 
 def facts(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dict]) -> dict:
     framing = _framing_rows(summary)
     stability = _stability(summary["stability"])
+    delay, trend = delay_facts(summary), trend_facts(summary)
     return {
         "short": _short(summary, verdicts), "pipeline": _pipeline(metrics, names),
         "published": [{**p, "outcome_text": _outcome_text(p)} for p in summary["published"]],
@@ -22,7 +24,8 @@ def facts(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dict]
         "gradients": _gradients(summary["gradients"]), "linear_on_reference": _linear_on_reference(metrics, names),
         "memory": _memory(summary["memory"]), "hard": _hard(metrics, names),
         "extrapolation": _extrapolation(summary["extrapolation"]), "stability": stability,
-        **_advice(summary, metrics, names, verdicts, stability),
+        "delay": delay, "trend": trend,
+        **_advice(summary, metrics, names, verdicts, stability, delay, trend),
     }
 
 
@@ -149,10 +152,12 @@ def _stability(rows: list[dict]) -> dict:
             "prevented": prevented, "lowered": lowered, "raised": raised, "by_lr": unclipped}
 
 
-def _advice(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dict], stability: dict) -> dict:
+def _advice(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dict], stability: dict,
+            delay: dict, trend: dict) -> dict:
     """One rule per recommendation: (the advice with its figure, or why these measurements do not give it)."""
     rules = [_framing(summary, verdicts), _baselines(metrics, names), _rollouts(metrics, names),
-             _windows(summary["memory"], names), _clipping(stability), _learning_rate(stability)]
+             normalise_advice(trend), _windows(summary["memory"], names), gated_advice(verdicts[-1], delay),
+             _clipping(stability), _learning_rate(stability)]
     return {"advice": [given for given, _ in rules if given],
             "unsupported": [withheld for _, withheld in rules if withheld]}
 

@@ -107,6 +107,49 @@ linear function of the last two, and the linear AR baseline (`{{ names.linear }}
 {% endif %}
 {% endif %}
 
+## Memory over k steps: the delay task
+
+{% if delay.rows %}
+The target is the input k steps back: each sample is k+1 random values (uniform on [-1, 1]) and the \
+model must output the first one after reading them all. Nothing after that value says anything about \
+it, so the gradient that teaches it must flow back k steps. Predicting the mean scores \
+{{ delay.settings.target_variance | g }}; a lag counts as learned below {{ delay.settings.learned_below | g }}. \
+Each cell has {{ delay.settings.hidden }} units and is trained with the pipeline's loop for \
+{{ delay.settings.epochs }} epochs over {{ delay.settings.samples }} sequences at lr {{ delay.settings.lr }}. \
+Test MSE ([plot]({{ figures }}/delay.png); "-": not trained, because the cell already failed at a \
+shorter lag):
+
+{% if delay.forget_bias %}
+`{{ delay.forget_bias }}` is the default LSTM with its forget-gate bias started at that value instead of \
+PyTorch's (near 0, so the untrained cell keeps about half its memory per step).
+
+{% endif %}
+| lag k | {{ delay.columns | join(' | ') }} |
+|---|{% for _ in delay.columns %}---|{% endfor %}
+
+{% for row in delay.rows %}
+| {{ row.lag }} | {{ row.cells | join(' | ') }} |
+{% endfor %}
+
+| cell | clip | longest lag learned (from the shortest, without a break) | first lag not learned |
+|---|---|---|---|
+{% for l in delay.limits %}
+| {{ l.architecture }} | {{ l.grad_clip }} | {{ l.longest_learned if l.longest_learned else "none" }} | {{ (l.first_failed ~ (" (diverged)" if l.failed_by_diverging else "")) if l.first_failed else "none up to " ~ l.longest_tried }} |
+{% endfor %}
+
+{% if delay.clipping_changed %}
+Clipping changed whether the lag was learned for {{ delay.clipping_changed | and_list }}.
+{% elif delay.clipping_compared %}
+Clipping changed no outcome here (learned or not, diverged or not).
+{% endif %}
+{% if delay.diverged %}
+Diverged: {{ delay.diverged | and_list }}.
+{% endif %}
+{% else %}
+Not measured in this run.
+{% endif %}
+
+{# a blank line before the next heading, whichever branch ran #}
 ## Where memory really matters
 
 On `{{ names.memory_dataset }}` (noise variance sigma^2 = {{ memory.noise_variance | g }}), one-step test MSE \
@@ -156,6 +199,39 @@ time_to_value's error beyond the training range is {{ extrapolation.ratio | g }}
 model's{{ ": it does not extrapolate" if extrapolation.ratio > 10 else ": here it does about as well" if 0.5 <= extrapolation.ratio <= 2 else "" }}.
 {% endif %}
 
+## The trend case: why not my real series?
+
+{% if trend.rows %}
+The `{{ names.trend_dataset }}` sine plus a linear trend of {{ trend.trend | g }} per sample: \
+{{ (100 * trend.outside) | round | int }}% of the test values lie outside the range of the training values \
+([{{ trend.train_range[0] | g }}, {{ trend.train_range[1] | g }}]). Each cell is trained with each scaling \
+of `diagnose.trend_scalings` ({{ trend.scalings | join(', ') }}; `global`: one mean and deviation from the \
+train split, `window`: each window by its own mean and deviation, `diff`: the steps between values):
+
+| cell | scaling | one-step test MSE | {{ trend.rows[0].horizon }}-step rollout MSE |
+|---|---|---|---|
+{% for t in trend.rows %}
+| {{ t.architecture }} | {{ t.scaling }} | {{ t.test_mse | g }} | {{ t.rollout_mse | g }} |
+{% endfor %}
+
+{% for p in trend.pairs %}
+{{ p.architecture }}: global scaling {{ p.global.test_mse | g }}, window normalisation {{ p.window.test_mse | g }} \
+({{ (p.ratio if p.ratio > 1 else 1 / p.ratio) | g }}x {{ "lower" if p.ratio > 1 else "higher" }} with window normalisation).
+{% endfor %}
+{% if trend.persistence %}
+{% if trend.global_loses_to_persistence %}
+With global scaling {{ trend.global_loses_to_persistence | and_list }} {{ "loses" if trend.global_loses_to_persistence | length == 1 else "lose" }} \
+to persistence ("tomorrow = today", {{ trend.persistence.test_mse | g }}){{ ": most test windows hold values the network never saw" if trend.outside > 0.5 }}.
+{% endif %}
+{% if trend.window_beats_persistence %}
+With window normalisation {{ trend.window_beats_persistence | and_list }} {{ "beats" if trend.window_beats_persistence | length == 1 else "beat" }} it.
+{% endif %}
+{% endif %}
+{% else %}
+Not measured in this run.
+{% endif %}
+
+{# a blank line before the next heading #}
 ## The exploding side: learning rate and clipping
 
 | lr | clip (max norm; 0 = off) | outcome | final val loss | max grad norm |

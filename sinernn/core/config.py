@@ -112,12 +112,13 @@ class Params(Strict):
     def _diagnose_fits(self) -> None:
         """The diagnose stage's datasets are generated and its architectures are networks."""
         d = self.diagnose
-        for key in ("gradient_dataset", "stability_dataset", "extrapolation_dataset", "memory_dataset"):
+        for key in ("gradient_dataset", "stability_dataset", "extrapolation_dataset", "memory_dataset", "trend_dataset"):
             name = getattr(d, key)
             if name not in self.run.datasets:
                 raise ValueError(f"diagnose.{key} is {name!r}, which run.datasets does not generate; generated: {self.run.datasets}")
-        if self.datasets[d.gradient_dataset].source != "sine":
-            raise ValueError("diagnose.gradient_dataset must be a sine source (its splits are lengthened for long windows)")
+        for key in ("gradient_dataset", "trend_dataset"):
+            if self.datasets[getattr(d, key)].source != "sine":
+                raise ValueError(f"diagnose.{key} must be a sine source (it is generated again with other settings)")
         for key in ("extrapolation_arch", "memory_arch"):
             name = getattr(d, key)
             if name not in self.architectures or self.architectures[name].kind in BASELINE_KINDS:

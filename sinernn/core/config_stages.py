@@ -162,8 +162,33 @@ class DiagnoseConfig(Strict):
     memory_arch: str = "lstm"
     memory_windows: list[PositiveInt] = Field(default=[2, 8, 32], min_length=1)
     memory_epochs: PositiveInt = 30
+    # The delay task (sinernn/answer/delay.py): remember the first of lag+1 random values.
+    delay_lags: list[PositiveInt] = Field(default=[8, 16, 32, 64, 128], min_length=1)
+    delay_architectures: list[Literal["rnn", "gru", "lstm"]] = Field(default=["rnn", "gru", "lstm"], min_length=1)
+    delay_clips: list[Annotated[float, Field(ge=0)]] = Field(default=[0.0, 1.0], min_length=1)
+    delay_forget_bias: float | None = 1.0  # one more LSTM, its forget-gate bias started here (null: none)
+    cell_hidden: PositiveInt = 32  # every cell of the delay task and the trend case
+    delay_lr: PositiveFloat = 0.01
+    delay_epochs: PositiveInt = 100
+    delay_samples: Annotated[int, Field(ge=256)] = 2048  # training sequences; validation and test a quarter each
+    # The trend case: a sine plus a linear trend, with each scaling in turn.
+    trend_dataset: str = "clean"  # a sine dataset; its trend is replaced by `trend`
+    trend: float = 0.002  # per sample
+    trend_architectures: list[Literal["rnn", "gru", "lstm"]] = Field(default=["rnn", "gru", "lstm"], min_length=1)
+    trend_scalings: list[Literal["global", "window", "diff"]] = Field(default=["global", "window"], min_length=1)
+    trend_epochs: PositiveInt = 30
+    trend_horizon: PositiveInt = 100  # free-running steps scored against the clean series
 
     section: ClassVar[str] = "diagnose"
+
+    @field_validator("delay_lags", "delay_architectures", "delay_clips", "trend_architectures", "trend_scalings")
+    @classmethod
+    def _no_repeats(cls, values: list) -> list:
+        # a repeat would train the same cell twice and its rows would overwrite each other
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"lists each setting once; repeated: {', '.join(repeated)}")
+        return values
 
     @field_validator("corrected_window")
     @classmethod

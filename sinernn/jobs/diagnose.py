@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sinernn.core import data
@@ -14,13 +15,13 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
     """Run the published examples and every measurement of the report.
 
     out_dir/summary.json    every figure (the report is generated from it)
-    out_dir/*.csv           curves for `dvc plots`: published losses, gradient versus lag
+    out_dir/*.csv           curves: published losses and gradient versus lag (for `dvc plots`), the delay task's runs
     figures_dir/*.png       the curves as images, linked from reports/REPORT.md
     Both folders are replaced whole, and only when everything succeeded.
     """
     import torch
 
-    from sinernn.answer import experiments
+    from sinernn.answer import delay, experiments, trend
 
     torch.set_num_threads(params.train.threads)
     cfg = params.diagnose
@@ -48,15 +49,17 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
         summary["stability"] = experiments.stability(params, loaded[cfg.stability_dataset])
         summary["extrapolation"] = experiments.extrapolation(params, loaded[cfg.extrapolation_dataset])
         summary["memory"] = experiments.memory(params, loaded[cfg.memory_dataset])
+        summary["delay"] = delay.delay_task(cfg, params.train, params.seed)
+        summary["delay_limits"] = delay.lag_limits(summary["delay"])
+        summary["delay_settings"] = delay.settings(cfg)
+        summary["trend"] = trend.trend_case(params)
 
         _write_curves(cfg, runs, gradients, summary, scratch, figures)
         write_json(scratch / "summary.json", summary)
 
         tags = {"stage": "diagnose", "dataset": "all", "architecture": "all"}
         with stage_run(params.mlflow.experiment, "diagnose-all-measurements", tags) as mlrun:
-            metrics = {f"gradient_ratio_W_to_1.{g['architecture']}.W{g['window']}.{when}": g[f"{when}_summary"]["ratio_W_to_1"]
-                       for g in gradients for when in ("init", "trained")}
-            mlrun.log_metrics(metrics)
+            mlrun.log_metrics(_headline_metrics(gradients, summary))
             mlrun.log_artifact(scratch / "summary.json")
             for plot in sorted(figures.iterdir()):
                 mlrun.log_artifact(plot, "plots")
@@ -86,6 +89,42 @@ def _write_curves(cfg, runs, gradients: list[dict], summary: dict, scratch: Path
                f"One-step test MSE against window ({cfg.memory_dataset})", "window", "test MSE",
                x=[m["window"] for m in summary["memory"]],
                reference=("noise floor sigma^2", summary["memory"][0]["noise_variance"])), figures / "memory.png")
+    _write_delay(summary["delay"], summary["delay_settings"]["learned_below"], scratch, figures)
+
+
+def _headline_metrics(gradients: list[dict], summary: dict) -> dict:
+    """The measurements MLflow can chart and compare between runs of the stage."""
+    metrics = {f"gradient_ratio_W_to_1.{g['architecture']}.W{g['window']}.{when}": g[f"{when}_summary"]["ratio_W_to_1"]
+               for g in gradients for when in ("init", "trained")}
+    metrics |= {f"delay_test_mse.{_slug(d['architecture'])}.clip{d['grad_clip']:g}.k{d['lag']}": d["test_mse"]
+                for d in summary["delay"] if d["test_mse"] is not None}
+    metrics |= {f"delay_longest_lag.{_slug(d['architecture'])}.clip{d['grad_clip']:g}": d["longest_learned"] or 0
+                for d in summary["delay_limits"]}
+    return metrics | {f"trend_{key}.{t['architecture']}.{t['scaling']}": t[key]
+                      for t in summary["trend"] for key in ("test_mse", "rollout_mse") if t[key] is not None}
+
+
+def _slug(name: str) -> str:
+    """A cell's name as an MLflow metric key part: "lstm (forget bias 1)" -> "lstm_forget_bias_1"."""
+    return re.sub(r"\W+", "_", name).strip("_")
+
+
+def _write_delay(rows: list[dict], learned_below: float, scratch: Path, figures: Path) -> None:
+    """The delay task: one CSV row per run (a cell is not trained beyond the first lag it fails, so
+    those lags have no row), and test MSE against lag as a plot, one curve per cell and clipping."""
+    from sinernn.track.plots import lines, save
+
+    write_csv(scratch / "delay.csv", [{"lag": r["lag"], "cell": r["architecture"], "grad_clip": r["grad_clip"],
+                                      "test_mse": r["test_mse"], "outcome": "diverged" if r["diverged"] else
+                                      "learned" if r["learned"] else "not learned"} for r in rows])
+    lags = sorted({r["lag"] for r in rows})
+    by_cell: dict[str, dict[int, float | None]] = {}
+    for row in rows:
+        name = f"{row['architecture']} clip {row['grad_clip']:g}" if row["grad_clip"] else f"{row['architecture']} no clip"
+        by_cell.setdefault(name, {})[row["lag"]] = row["test_mse"]
+    curves = {name: [v[lag] if v.get(lag) is not None else float("nan") for lag in lags] for name, v in by_cell.items()}
+    save(lines(curves, "Delay task: remember the value k steps back", "lag k", "test MSE", x=lags, marker="o",
+               reference=("learned below this", learned_below)), figures / "delay.png")
 
 
 def diagnose_example(params: Params, number: int, epochs: int | None) -> list:

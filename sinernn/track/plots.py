@@ -28,12 +28,14 @@ def truth_vs_prediction(rows: list[dict], title: str) -> Figure:
 
 
 def lines(series: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
-          x: list[float] | None = None, log_y: bool = True, reference: tuple[str, float] | None = None) -> Figure:
-    """Several named curves on one axis (log y by default); an optional horizontal reference line."""
+          x: list[float] | None = None, log_y: bool = True, reference: tuple[str, float] | None = None,
+          marker: str | None = None) -> Figure:
+    """Several named curves on one axis (log y by default); an optional horizontal reference line;
+    a marker shows the points (a curve of one point draws no line)."""
     figure, axis = plt.subplots(figsize=(7, 3.5))
     for name, values in series.items():
         xs = x if x is not None else list(range(1, len(values) + 1))
-        (axis.semilogy if log_y else axis.plot)(xs[: len(values)], values, label=name, linewidth=1.2)
+        (axis.semilogy if log_y else axis.plot)(xs[: len(values)], values, label=name, linewidth=1.2, marker=marker)
     if reference and (reference[1] > 0 or not log_y):
         axis.axhline(reference[1], color="grey", linestyle=":", label=reference[0])
     axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
