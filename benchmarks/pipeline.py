@@ -64,6 +64,9 @@ def copy_fresh_clone(target: Path, root: Path = ROOT) -> None:
 def timed_repro(cwd: Path, *options: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    # The copy's own code: the venv's editable install would otherwise import this checkout's
+    # sinernn/ (whatever it holds now) into the copy's stages.
+    env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
     result = subprocess.run(["dvc", "repro", *options], cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start

@@ -255,8 +255,24 @@ def _diagnose(args, params) -> int:
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 
+def _claims_args(parser) -> None:
+    _path_option(parser, "--data-dir", paths.DATA_DIR, "the generated datasets")
+    _path_option(parser, "--tuned-dir", paths.TUNED_DIR, "the tune stage's results, with each study's importances")
+    _path_option(parser, "--out", paths.CLAIMS, "the measurements")
+    _path_option(parser, "--figures", paths.CLAIM_FIGURES, "the plots")
+
+
+def _claims(args, params) -> None:
+    from sinernn.jobs.claims import claims_job
+
+    out, figures = _path(args.out, paths.CLAIMS), _path(args.figures, paths.CLAIM_FIGURES)
+    claims_job(params, _path(args.data_dir, paths.DATA_DIR), _path(args.tuned_dir, paths.TUNED_DIR), out, figures)
+    print(f"wrote {out} and {figures}")
+
+
 def _report_args(parser) -> None:
     _path_option(parser, "--diagnosis", paths.DIAGNOSIS_SUMMARY, "the diagnose stage's measurements")
+    _path_option(parser, "--claims", paths.CLAIMS_SUMMARY, "the claims stage's measurements")
     _path_option(parser, "--metrics", paths.METRICS, "the pipeline's metrics")
     _path_option(parser, "--out", paths.REPORT, "the report")
 
@@ -265,7 +281,8 @@ def _report(args, params) -> None:
     from sinernn.jobs.report import report_job
 
     out = _path(args.out, paths.REPORT)
-    report_job(params, _path(args.diagnosis, paths.DIAGNOSIS_SUMMARY), _path(args.metrics, paths.METRICS), out)
+    report_job(params, _path(args.diagnosis, paths.DIAGNOSIS_SUMMARY), _path(args.claims, paths.CLAIMS_SUMMARY),
+               _path(args.metrics, paths.METRICS), out)
     print(f"wrote {out}")
 
 
@@ -384,7 +401,13 @@ COMMANDS = [
             _diagnose_args, _diagnose,
             "Train a setup briefly and report in plain words what is wrong with it (shape mismatches and silent "
             "broadcasting, a loss stuck at the target's variance, an input that says nothing about the target, "
-            "a crash and its cause). Exit code 1 when a problem is found."),
+            "a loss that diverges, inputs outside the training range, a crash and its cause). Exit code 1 when "
+            "a problem is found."),
+    Command("claims", "measure each claim of the published answer that `diagnose` does not settle",
+            _claims_args, _claims,
+            "The measurements behind the report's claims table (params.yaml `claims`): linear predictors by "
+            "memory length, gradient norms by amplitude and frequency, window/period, capacity, activation and "
+            "attention on the delay task, overfitting by hidden size, and the Optuna studies' importances."),
     Command("report", f"generate {paths.REPORT} from the measurements", _report_args, _report),
     Command("register", "register a dataset's models in MLflow and decide its champion", _register_args, _register),
     Command("predict", "forecast the next values of a series with a registered model or a checkpoint",

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 import torch
+from conftest import claims_measured
 from torch import nn
 
 from sinernn.answer.diagnosis import diagnose
@@ -176,7 +177,10 @@ def test_an_rnn_that_learns_every_lag_refutes_only_where_a_gated_cell_failed():
 def test_report_job_writes_the_file_and_logs_it(tracked, tmp_path, params):
     (tmp_path / "summary.json").write_text(json.dumps(_summary()))
     (tmp_path / "metrics.json").write_text("{}")
-    text = report_job(params, tmp_path / "summary.json", tmp_path / "metrics.json", tmp_path / "reports/REPORT.md")
+    (tmp_path / "claims.json").write_text(json.dumps(claims_measured()))
+    text = report_job(params, tmp_path / "summary.json", tmp_path / "claims.json", tmp_path / "metrics.json",
+                      tmp_path / "reports/REPORT.md")
+    assert text.count("| **refuted** |") + text.count("| **confirmed** |") + text.count("| not settled by this run |") == 12
     assert (tmp_path / "reports/REPORT.md").read_text() == text
 
     client = MlflowClient(tracked)

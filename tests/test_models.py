@@ -65,3 +65,46 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"garbage")
     with pytest.raises(DataError, match="corrupt"):
         load_checkpoint(tmp_path / "model.pt")
+
+
+# The keys a one-layer recurrent checkpoint held before the head's dropout existed: a dropout
+# without parameters (nn.Dropout or nn.Identity) adds none, so those checkpoints still load.
+RECURRENT_KEYS = {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0", "head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_a_checkpoint_saved_before_the_head_dropout_still_loads(tmp_path, dropout):
+    config = {**CONFIGS["lstm"], "dropout": dropout, "input_length": 12}
+    model = build_model(config, seed=0)
+    assert set(model.state_dict()) == RECURRENT_KEYS
+    old = {key: torch.randn_like(tensor) for key, tensor in model.state_dict().items()}  # as an old file held
+    torch.save({"config": config, "state_dict": old}, tmp_path / "model.pt")
+    loaded, _ = load_checkpoint(tmp_path / "model.pt")
+    assert all(torch.equal(loaded.state_dict()[key], old[key]) for key in old)
+
+
+def test_dropout_acts_on_a_one_layer_model_in_training_and_not_in_evaluation():
+    """torch's own dropout only sits between stacked layers: a one-layer LSTM ignored it, so a
+    searched dropout changed nothing. Now it drops the last step's hidden output before the head."""
+    model = build_model({**CONFIGS["lstm"], "dropout": 0.5, "input_length": 12}, seed=0)
+    x = torch.randn(16, 12, 1)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_without_dropout_a_recurrent_model_is_what_it_was():
+    """Dropout 0: the head reads the last step as before, in training mode too, and draws nothing
+    from the RNG (so trainings stay bit for bit as they were)."""
+    model = build_model({**CONFIGS["lstm"], "input_length": 12}, seed=0).train()
+    x = torch.randn(16, 12, 1)
+    before = torch.get_rng_state()
+    out = model(x)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(out, model.head(model.rnn(x)[0][:, -1, :]))  # the forward pass of old
+
+
+def test_a_stacked_model_keeps_its_dropout_between_layers():
+    model = build_model({**CONFIGS["deep_lstm"], "input_length": 12}, seed=0)
+    assert model.rnn.dropout == 0.1 and model.drop.p == 0.1

@@ -127,11 +127,13 @@ def draw_params(rng: random.Random, kind: str) -> dict:
         gradient = dataset + "-sine"
         datasets[gradient] = _sine(rng, fits, fits)
     helper = arch + "-lstm"  # diagnose.extrapolation_arch and memory_arch must be neural
+    stacked, attention = arch + "-deep", arch + "-attn"  # claims.stacked_arch and transformer_arch
     return {
         "seed": rng.randint(0, 2**32),
         "run": {"datasets": list(datasets), "train_datasets": [dataset], "architectures": [arch]},
         "datasets": datasets,
-        "architectures": {arch: _arch(rng, kind), helper: _arch(rng, "lstm")},
+        "architectures": {arch: _arch(rng, kind), helper: _arch(rng, "lstm"),
+                          stacked: {**_arch(rng, "lstm"), "num_layers": 2}, attention: _arch(rng, "transformer")},
         "train": {
             "framing": framing, "window": window, "batch_size": rng.choice([1, 2, 7, 64, 512]),
             "scaling": rng.choice(scalings),
@@ -146,6 +148,8 @@ def draw_params(rng: random.Random, kind: str) -> dict:
             "stability_dataset": dataset, "extrapolation_dataset": dataset, "extrapolation_arch": helper,
             "memory_dataset": dataset, "memory_arch": helper, "memory_windows": memory_windows,
         },
+        "claims": {"linear_datasets": [dataset], "sine_dataset": gradient, "long_window_dataset": dataset,
+                   "overfit_dataset": dataset, "stacked_arch": stacked, "transformer_arch": attention},
         "registry": {"enabled": False},  # needs logged models; exporting one takes seconds
         "mlflow": {"experiment": "property", "log_models": False},
     }

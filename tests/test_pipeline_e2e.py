@@ -78,6 +78,7 @@ def test_repro_writes_every_declared_output(project):
                  "reports/rollouts/clean/persistence.csv", "reports/metrics.json", "dvc.lock",
                  "tuned/clean/lstm.json", "tuned/clean/persistence.json", "optuna/studies.db",
                  "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md",
+                 "reports/claims/summary.json", "reports/claim_figures/claims_linear.png",
                  "reports/registry/clean.json"]:
         assert (root / path).is_file(), path
 
@@ -181,6 +182,9 @@ def test_the_report_answers_from_the_measurements_and_is_in_mlflow(project):
     report = (root / "reports/REPORT.md").read_text()
     summary = json.loads((root / "reports/diagnosis/summary.json").read_text())
     assert "## The published answer's claims" in report
+    table = report.split("## The published answer's claims")[1].split("\n## ")[0]
+    assert table.count("\n| ") == 12 + 1, table  # every claim a row, under the header
+    assert "claim_figures/claims_linear.png" in report and _runs(root, "claims-all-measurements")
     assert summary["published"][2]["exception"].startswith("IndexError") and "IndexError" in report
     for figure in ("published_losses.png", "gradient_lag_24.png"):
         assert f"figures/{figure}" in report and (root / "reports/figures" / figure).is_file()

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_SERIES = ROOT / "benchmarks/results/real_series.json"
 METRICS = ROOT / "reports/metrics.json"
 SUMMARY = ROOT / "reports/diagnosis/summary.json"
+CLAIMS = ROOT / "reports/claims/summary.json"
 SCORES = ROOT / "reports/scores"
 README, RESULTS, FORECASTING = ROOT / "README.md", ROOT / "docs/results.md", ROOT / "docs/forecasting.md"
 TRACKING, PERFORMANCE = ROOT / "docs/tracking.md", ROOT / "docs/performance.md"
@@ -46,7 +47,8 @@ RECURRENT = ("rnn", "gru", "lstm")
 SEARCH_DESIGNS_BEFORE = "2d8fbc3"
 SEARCH_DESIGNS = {"one study per architecture on clean, shared seed (2d8fbc3)": "2d8fbc3",
                   "a study per dataset and architecture, judged by the one-step validation loss (d1f6417)": "d1f6417",
-                  "the same, judged by the validation rollout (this commit)": None}
+                  "the same, judged by the validation rollout (e8a888d)": "e8a888d",
+                  "the same, batch size and dropout searched too, trial 0 params.yaml's values (this commit)": None}
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # where a stale copy of a table could hide
 TARGETS = {
     "a": "on co2, sunspots and trend_sine, rnn, gru and lstm at or below persistence's one-step MSE and within 1.1x of the best linear AR's",
@@ -159,6 +161,17 @@ def _trend_row(rows: list[dict]) -> tuple[str, str]:
     return (f"sine plus a trend of {rows[0]['trend']:g} per sample: one-step test MSE, global scaling -> window "
             "normalisation", ", ".join(f"{c} {_g(by[c, 'global'])} -> {_g(by[c, 'window'])}" for c in cells)
             + f"; persistence {_g(by['persistence', 'none'])}")
+
+
+def claims_table(name: str) -> str:
+    """Every claim of the published answer and its verdict, as reports/REPORT.md's claims table has them."""
+    from sinernn.answer.report import claims, report_names
+    from sinernn.core.config import load_params
+
+    rows = claims(json.loads(SUMMARY.read_text()), json.loads(METRICS.read_text()),
+                  report_names(load_params(ROOT / "params.yaml")), json.loads(CLAIMS.read_text()))
+    return _block(name, ["| | claim | verdict |", "|---:|---|---|",
+                         *(f"| {i} | {r['claim']} | {r['verdict']} |" for i, r in enumerate(rows, 1))])
 
 
 def scores_table(name: str) -> str:
@@ -298,7 +311,8 @@ def blocks() -> dict[Path, list[str]]:
     matrix = matrix_table(json.loads(MATRIX.read_text()), "matrix")
     performance = [targets, search_designs_table("search-designs"), overhead_table(json.loads(OVERHEAD.read_text()), "overhead"),
                    fixed, rollout_training_table(json.loads(ROLLOUT_TRAINING.read_text()), "rollout-training"), matrix]
-    return {README: [pipeline, targets, diagnosis, matrix], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
+    answer = claims_table("claims-table")
+    return {README: [pipeline, targets, answer, diagnosis, matrix], RESULTS: [pipeline, real, verdicts, diagnosis], FORECASTING: [real, verdicts, *others],
             TRACKING: [scores_table("metrics-show")], PERFORMANCE: performance}
 
 
@@ -373,27 +387,27 @@ def test_the_documented_reading_of_the_pipeline_results_holds():
     """docs/results.md's "What the numbers say" and the README's headline of it, checked against
     reports/metrics.json."""
     clean_sine = ("Every recurrent network learns the clean sine to a one-step MSE below 1e-5 in seconds, and keeps "
-                  "generating it for 1000 free-running steps with an MSE below 1e-4")
+                  "generating it for 1000 free-running steps with an MSE below 1e-3")
     exact_ar = "Linear autoregression is exact on a pure sine (MSE below 1e-12)"
     _says(RESULTS, "What the numbers say (each statement checked against the table by `tests/test_results_tables.py`)",
           clean_sine, exact_ar,
           "every model but the naive ones sits within 1.2 times the noise floor (persistence and seasonal naive: above 3)",
           "No network's free-running rollout on noisy data drifts away (rollout MSE at 1000 steps below 0.1 and "
-          "backtest MASE at 100 steps below 1 for every one); the rnn is the one network above 1.1 times the noise floor.")
+          "backtest MASE at 100 steps below 1 for every one); every network is within 1.1 times the noise floor.")
     _says(README, clean_sine, exact_ar, "On `noisy` every model but the naive ones sits within 1.2 times the noise floor",
           "and no network's free-running rollout drifts away")
     metrics = json.loads(METRICS.read_text())
     clean, noisy = metrics["clean"], metrics["noisy"]
     recurrent = [a for a in ("rnn", "gru", "lstm", "deep_lstm") if a in clean]
     naive = ("persistence", "seasonal_naive")
-    assert all(clean[a]["test_mse"] < 1e-5 and clean[a]["rollout_mse_1000"] < 1e-4 for a in recurrent)
+    assert all(clean[a]["test_mse"] < 1e-5 and clean[a]["rollout_mse_1000"] < 1e-3 for a in recurrent)
     assert clean["ridge"]["test_mse"] < 1e-12
     assert all(m["noise_floor_ratio"] < 1.2 for a, m in noisy.items() if a not in naive)
     assert all(noisy[a]["noise_floor_ratio"] > 3 for a in naive if a in noisy)
     drifting = [a for a, m in noisy.items() if a not in naive and (m["rollout_mse_1000"] >= 0.1 or m["backtest_mase_100"] >= 1)]
     assert drifting == []
     networks = [a for a in ("rnn", "gru", "lstm", "deep_lstm", "transformer") if a in noisy]
-    assert [a for a in networks if noisy[a]["noise_floor_ratio"] > 1.1] == ["rnn"]
+    assert [a for a in networks if noisy[a]["noise_floor_ratio"] > 1.1] == []
     # (the design before: one search on clean, reused on noisy)
     assert _committed_metrics(SEARCH_DESIGNS_BEFORE)["noisy"]["rnn"]["rollout_mse_1000"] == pytest.approx(1.19, rel=0.01)
 
@@ -401,8 +415,7 @@ def test_the_documented_reading_of_the_pipeline_results_holds():
 def test_the_documented_facts_of_the_benchmark_series_hold():
     """The series' sizes and the verdicts' explanations, as docs/results.md and docs/forecasting.md give them."""
     _says(RESULTS, "weekly CO2 at Mauna Loa: 2,284 weeks, trend, 52-week season, 59 gaps; yearly sunspots: 309 years",
-          "The clean-sine target (one-step MSE at most 1e-6) is met by the tuned pipeline above, not by these "
-          "untuned runs")
+          "The clean-sine target (one-step MSE at most 1e-6) is met neither by these untuned runs")
     _says(FORECASTING, "2,284 weeks, 59 gaps filled", "309 years", "sunspots' 61 test values hold 1 and 10 only",
           "Sunspots has 46 validation values")
     results = json.loads(REAL_SERIES.read_text())
@@ -417,21 +430,26 @@ def test_the_documented_facts_of_the_benchmark_series_hold():
     # sunspots' 61 test values hold horizons 1 and 10 only; MASE at 10 years above 1 for every model
     sunspots = [r for r in results["rows"] if r["dataset"] == "sunspots" and "error" not in r]
     assert all(set(r["backtest"]) == {"1", "10"} and r["backtest"]["10"]["mase"] > 1 for r in sunspots)
-    # the clean-sine target is missed by the untuned runs (and met by the tuned pipeline: below)
+    # the clean-sine target is missed by the untuned runs (and by the tuned pipeline: below)
     verdict = {c["subject"]: c["met"] for c in results["targets"]["params"] if c["target"] == "c"}
     assert verdict and not any(verdict.values())
 
 
-def test_the_noisy_target_as_the_results_state_it():
-    """Within 1.1 times the noise floor: met by the untuned runs, and by the tuned networks but rnn
-    (docs/results.md, under the real-series table)."""
-    _says(RESULTS, "the noisy-sine target (within 1.1 times the noise floor) is met by these runs and by the tuned "
-                   "pipeline's networks but its rnn")
+def test_the_sine_targets_as_the_results_state_them():
+    """Within 1.1 times the noise floor: met by the untuned runs and by every tuned network; one-step
+    MSE at most 1e-6 on the clean sine: met by none (docs/results.md, under the real-series table)."""
+    _says(RESULTS, "the noisy-sine target (within 1.1 times the noise floor) is met by these runs and by every "
+                   "network of the tuned pipeline", "met neither by these untuned runs nor by the tuned pipeline above, "
+                   "whose best network on `clean` reaches 1.4e-6", "kept them in 8 of 10 studies")
     results = json.loads(REAL_SERIES.read_text())
     assert all(c["met"] for c in results["targets"]["params"] if c["target"] == "d")
-    noisy = json.loads(METRICS.read_text())["noisy"]
-    networks = [a for a in ("rnn", "gru", "lstm", "deep_lstm", "transformer") if a in noisy]
-    assert [a for a in networks if noisy[a]["noise_floor_ratio"] > 1.1] == ["rnn"]
+    metrics = json.loads(METRICS.read_text())
+    networks = [a for a in ("rnn", "gru", "lstm", "deep_lstm", "transformer") if a in metrics["noisy"]]
+    assert [a for a in networks if metrics["noisy"][a]["noise_floor_ratio"] > 1.1] == []
+    assert f"{min(metrics['clean'][a]['test_mse'] for a in networks):.2g}" == "1.4e-06"
+    kept = [json.loads(path.read_text())["best_trial"] == 0 for path in sorted((ROOT / "tuned").glob("*/*.json"))
+            if json.loads(path.read_text()).get("importances")]
+    assert (sum(kept), len(kept)) == (8, 10)
 
 
 def test_the_span_of_the_errors_as_docs_tracking_states_it():
@@ -441,6 +459,34 @@ def test_the_span_of_the_errors_as_docs_tracking_states_it():
     one_step = {(d, a): m["test_mse"] for d, models in metrics.items() for a, m in models.items()}
     assert min(one_step, key=one_step.get) == ("clean", "ridge") and 1e-16 <= one_step["clean", "ridge"] < 1e-14
     assert max(m.get("rollout_mse_1000") or 0 for models in metrics.values() for m in models.values()) > 1
+
+
+def test_the_search_without_a_first_trial_as_docs_tuning_states_it():
+    """docs/tuning.md's reason for trial 0: what the searches of dropout and batch size found
+    without it (benchmarks/results/search-without-first-trial.json), against the metrics of
+    e8a888d, whose searches had neither dimension."""
+    _says(ROOT / "docs/tuning.md", "picked a dropout between 0.015 and 0.26", "rose from 3.2e-7..2e-6 to 8.1e-7..2.3e-4",
+          "from 2.5e-5..7.9e-5 to 0.3..0.7")
+    without = json.loads((ROOT / "benchmarks/results/search-without-first-trial.json").read_text())
+    networks = ("deep_lstm", "gru", "lstm", "rnn", "transformer")
+    dropouts = [without["tuned"][f"clean/{a}.json"]["arch"]["dropout"] for a in networks]
+    assert (round(min(dropouts), 3), round(max(dropouts), 2)) == (0.015, 0.26)
+    before = _committed_metrics("e8a888d")["clean"]
+    after = without["metrics"]["clean"]
+    span = lambda metrics, key, archs: (min(metrics[a][key] for a in archs), max(metrics[a][key] for a in archs))
+    assert [f"{v:.2g}" for v in span(before, "test_mse", networks)] == ["3.2e-07", "2e-06"]
+    assert [f"{v:.2g}" for v in span(after, "test_mse", networks)] == ["8.1e-07", "0.00023"]
+    assert [f"{v:.2g}" for v in span(before, "rollout_mse_1000", RECURRENT)] == ["2.5e-05", "7.9e-05"]
+    assert [f"{v:.1g}" for v in span(after, "rollout_mse_1000", RECURRENT)] == ["0.3", "0.7"]
+
+
+
+def test_issue_16s_searches_as_docs_performance_states_them():
+    _says(PERFORMANCE, "Trial 0 stayed best in 8 of the 10 studies", "on `clean` the gru and the lstm are less exact one "
+          "step ahead than with the three-dimension searches of e8a888d (the rnn is where it was)")
+    before, now = _committed_metrics("e8a888d")["clean"], json.loads(METRICS.read_text())["clean"]
+    assert all(now[a]["test_mse"] > 2 * before[a]["test_mse"] for a in ("gru", "lstm"))
+    assert f"{now['rnn']['test_mse']:.2g}" == f"{before['rnn']['test_mse']:.2g}"
 
 
 if __name__ == "__main__":

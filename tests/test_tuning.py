@@ -25,7 +25,7 @@ from sinernn.jobs.train import train_job
 from sinernn.jobs.tune import tune_job
 from sinernn.tune.space import suggest
 from sinernn.tune.storage import STORAGE_ENV, open_storage, storage_url
-from sinernn.tune.study import count_states, make_study, sampler_seed, study_name
+from sinernn.tune.study import count_states, make_study, sampler_seed, study_name, study_summary
 from sinernn.tune.workers import StallWatch, WorkerSpec, run_worker
 
 
@@ -50,7 +50,11 @@ def _study(tmp_path, name):
 @pytest.mark.parametrize("change, message", [
     ({"lr": {"low": 0.1, "high": 0.01}}, "tune.space.lr: low (0.1) must not exceed high (0.01)"),
     ({"grad_clip": []}, "tune.space.grad_clip: List should have at least 1 item"),
-    ({"dropout": {"low": 0.1, "high": 0.2}}, "tune.space.dropout: unknown key"),
+    ({"droput": {"low": 0.1, "high": 0.2}}, "tune.space.droput: unknown key"),
+    ({"dropout": {"low": -0.1, "high": 0.2}}, "tune.space.dropout.low: Input should be greater than or equal to 0"),
+    ({"dropout": {"low": 0.1, "high": 1.0}}, "tune.space.dropout.high: Input should be less than 1"),
+    ({"dropout": {"low": 0.3, "high": 0.2}}, "tune.space.dropout: low (0.3) must not exceed high (0.2)"),
+    ({"dropout": {"low": 0.0, "high": 0.5, "log": True}}, "tune.space.dropout: log: true needs low > 0"),
     ({"hidden_size": {"low": 0, "high": 8}}, "tune.space.hidden_size.low: Input should be greater than 0"),
     ({"window": {"low": 16, "high": 4000}}, "the longest window"),
 ])
@@ -157,19 +161,59 @@ def test_separate_series_are_each_seeded_by_their_own_first_window(tracked, tmp_
 
 def test_a_transformer_gets_a_d_model_its_heads_divide(params):
     arch = params.architectures["transformer"]
-    overrides = suggest(optuna.trial.FixedTrial({"hidden_size": 13, "num_layers": 1, "lr": 0.01, "grad_clip": 0.0}),
+    overrides = suggest(optuna.trial.FixedTrial({"hidden_size": 13, "num_layers": 1, "lr": 0.01, "grad_clip": 0.0,
+                                                 "batch_size": 256, "dropout": 0.2}),
                                params.tune.space, arch, params.train)
     tuned_arch, tuned_train = apply_tuned(arch, params.train, overrides)
     assert tuned_arch.d_model % tuned_arch.nhead == 0 and tuned_arch.d_model >= 13
-    assert tuned_train.lr == 0.01 and tuned_train.grad_clip == 0.0
+    assert tuned_train.lr == 0.01 and tuned_train.grad_clip == 0.0 and tuned_train.batch_size == 256
+    assert tuned_arch.dropout == 0.2
+
+
+@pytest.mark.parametrize("arch_name", ["lstm", "deep_lstm", "transformer"])
+def test_dropout_is_searched_and_reaches_the_trained_architecture(params, arch_name):
+    """The shipped space searches dropout; a trial's value lands in the arch it trains."""
+    assert params.tune.space.dropout.low == 0.0 and params.tune.space.dropout.high == 0.5
+    arch = params.architectures[arch_name]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    values = suggest(trial, params.tune.space_for(arch_name), arch, params.train)
+    assert 0.0 <= trial.params["dropout"] <= 0.5
+    assert values["arch"]["dropout"] == trial.params["dropout"]
+    assert apply_tuned(arch, params.train, values)[0].dropout == trial.params["dropout"]
+
+
+def test_the_first_trial_leaves_out_a_value_the_space_cannot_hold(params):
+    from sinernn.tune.space import start_point
+
+    space = params.tune.space.model_copy(update={"batch_size": [32, 256]})
+    point = start_point(space, params.architectures["lstm"], params.train.model_copy(update={"lr": 0.5}))
+    assert "lr" not in point and "batch_size" not in point  # 0.5 above the range, 64 not a choice
+    assert point == {"grad_clip": params.train.grad_clip, "hidden_size": 32, "dropout": 0.0}
+
+
+def test_a_changed_search_space_is_another_study(raw_params):
+    """The study name hashes the architecture's whole search space: a study searched without
+    dropout is never resumed by trials that search it."""
+    names = set()
+    for dropout in (None, {"low": 0.0, "high": 0.5}, {"low": 0.0, "high": 0.3}):
+        raw_params["tune"]["space"]["dropout"] = dropout
+        names.add(study_name(parse_params(raw_params), "clean", "lstm", "hash"))
+    assert len(names) == 3
 
 
 def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp_path, params, clean_npz):
+    # no pruning: every trial completes, so that fANOVA has trials to share the variance among
+    params = params.model_copy(update={"tune": params.tune.model_copy(update={"pruner": "none"})})
     out = tmp_path / "tuned/gru.json"
     result = tune_job(params, "clean", "gru", clean_npz, out)
 
     assert json.loads(out.read_text()) == result
     study = _study(tmp_path, result["study"])
+    # trial 0 is params.yaml's own configuration: the search starts from it, never below it
+    gru, train = params.architectures["gru"], params.train_for("clean")
+    assert study.trials[0].params == {"lr": train.lr, "grad_clip": train.grad_clip, "batch_size": train.batch_size,
+                                      "hidden_size": gru.hidden_size, "dropout": gru.dropout}
     counts = count_states(study)
     assert counts["COMPLETE"] + counts["PRUNED"] == params.tune.n_trials
     assert result["best_value"] == study.best_value
@@ -196,12 +240,43 @@ def test_a_study_writes_best_values_and_nests_every_trial_in_mlflow(tracked, tmp
     artifacts = {a.path for a in MlflowClient(tracked).list_artifacts(parent.info.run_id)}
     assert "trials.csv" in artifacts
 
+    # What the search measured: each searched parameter's share of the objective's variance
+    # (fANOVA over the complete trials, seeded: the same study gives the same file).
+    complete = sorted(t.value for t in study.trials if t.state.name == "COMPLETE")
+    assert result["n_complete"] == len(complete) >= 2
+    assert result["objective_spread"] == {"best": complete[0], "median": float(np.median(complete))}
+    assert set(result["importances"]) == set(study.best_params) >= {"lr", "batch_size", "dropout"}
+    assert sum(result["importances"].values()) == pytest.approx(1.0)
+    assert study_summary(study, sampler_seed(params, "clean", "gru")) == {
+        key: result[key] for key in ("n_complete", "objective_spread", "importances")}
+    assert {f"importance.{name}": value for name, value in result["importances"].items()} == {
+        key: value for key, value in parent.data.metrics.items() if key.startswith("importance.")}
+
     # The train stage uses the tuned values over params.yaml.
     summary = train_job(params, "clean", "gru", clean_npz, tmp_path / "models/clean/gru",
                              tmp_path / "h.csv", tuned_path=out)
     assert summary["tuned"]["arch"] == result["arch"]
     trained = MlflowClient(tracked).get_run(summary["mlflow_run_id"])
     assert trained.data.params["arch.hidden_size"] == str(result["arch"]["hidden_size"])
+
+
+def test_a_study_of_one_complete_trial_has_no_importances_and_says_why(tracked, tmp_path, raw_params, clean_npz):
+    raw_params["tune"]["n_trials"] = 1
+    result = tune_job(parse_params(raw_params), "clean", "lstm", clean_npz, tmp_path / "lstm.json")
+    assert json.loads((tmp_path / "lstm.json").read_text()) == result
+    assert result["importances"] is None and result["n_complete"] == 1
+    assert result["importances_note"] == "1 complete trial(s): importances need at least 2"
+    assert result["objective_spread"] == {"best": result["best_value"], "median": result["best_value"]}
+
+
+def test_a_study_whose_trials_all_scored_the_same_has_no_importances():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda trial: 0.0 * trial.suggest_float("lr", 1e-3, 1e-2), n_trials=4)
+    summary = study_summary(study, 0)
+    assert summary["importances"] is None and "zero total variance" in summary["importances_note"]
+    fixed = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    fixed.optimize(lambda trial: trial.suggest_categorical("batch_size", [64]) * trial.number, n_trials=4)
+    assert study_summary(fixed, 0)["importances_note"] == "no searched parameter can take more than one value"
 
 
 def test_baselines_and_disabled_tuning_write_empty_values(tracked, tmp_path, raw_params, clean_npz):

@@ -49,10 +49,7 @@ def delay_task(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]
     the time goes to the cells still learning."""
     results, failed = [], set()
     for lag in sorted(cfg.delay_lags):
-        # Separate seeds: the test sequences are never seen in training.
-        train_set = delay_samples(lag, cfg.delay_samples, seed)
-        val_set = delay_samples(lag, cfg.delay_samples // 4, seed + 1)
-        test_set = delay_samples(lag, cfg.delay_samples // 4, seed + 2)
+        sets = task_sets(lag, cfg, seed)
         cells = [(kind, None) for kind in cfg.delay_architectures]
         if cfg.delay_forget_bias is not None:
             cells.append(("lstm", cfg.delay_forget_bias))
@@ -60,7 +57,7 @@ def delay_task(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]
             for clip in cfg.delay_clips:
                 if (kind, forget_bias, clip) in failed:
                     continue
-                row = _train_one(kind, forget_bias, lag, clip, cfg, train, seed, (train_set, val_set, test_set))
+                row = _train_one(kind, forget_bias, lag, clip, cfg, train, seed, sets)
                 if not row["learned"]:
                     failed.add((kind, forget_bias, clip))
                 results.append(row)
@@ -90,22 +87,35 @@ def _set_forget_bias(model: torch.nn.Module, value: float) -> None:
 
 def _train_one(kind: str, forget_bias: float | None, lag: int, clip: float, cfg: DiagnoseConfig, train: TrainConfig,
                seed: int, sets: tuple[Framed, Framed, Framed]) -> dict:
-    train_set, val_set, test_set = sets
     arch = RecurrentArch(kind=kind, hidden_size=cfg.cell_hidden, num_layers=1)
     model = build_model({**arch.model_dump(), "input_length": lag + 1}, seed=seed)
     if forget_bias is not None:
         _set_forget_bias(model, forget_bias)
+    return train_on_lag(model, cell_name(kind, forget_bias), lag, clip, cfg, train, seed, sets)
+
+
+def train_on_lag(model: torch.nn.Module, name: str, lag: int, clip: float, cfg: DiagnoseConfig, train: TrainConfig,
+                 seed: int, sets: tuple[Framed, Framed, Framed]) -> dict:
+    """One model on one lag of the task, with the task's budget; its row of the results."""
+    train_set, val_set, test_set = sets
     config = train.model_copy(update={"lr": cfg.delay_lr, "grad_clip": clip, "max_epochs": cfg.delay_epochs,
                                       "rollout_steps": 1, "patience": cfg.delay_epochs})
-    row = {"lag": lag, "architecture": cell_name(kind, forget_bias), "grad_clip": clip}
+    row = {"lag": lag, "architecture": name, "grad_clip": clip}
     try:
-        result = train_model(model, train_set, val_set, config, seed, description=f"delay {row['architecture']} k={lag} clip={clip:g}")
+        result = train_model(model, train_set, val_set, config, seed, description=f"delay {name} k={lag} clip={clip:g}")
     except TrainingDiverged as exc:  # an exploding gradient is one of the outcomes measured here
         return {**row, "diverged": True, "test_mse": None, "learned": False, "reason": str(exc)}
     test_mse = mean_loss(model, test_set)
     return {**row, "diverged": False, "test_mse": test_mse, "epochs": len(result.history),
             "mean_grad_norm": sum(s.grad_norm for s in result.history) / len(result.history),
             "learned": test_mse < LEARNED_FRACTION * TARGET_VARIANCE}
+
+
+def task_sets(lag: int, cfg: DiagnoseConfig, seed: int) -> tuple[Framed, Framed, Framed]:
+    """Train, validation and test sequences for one lag. Separate seeds: the test sequences are
+    never seen in training."""
+    return (delay_samples(lag, cfg.delay_samples, seed), delay_samples(lag, cfg.delay_samples // 4, seed + 1),
+            delay_samples(lag, cfg.delay_samples // 4, seed + 2))
 
 
 def lag_limits(results: list[dict]) -> list[dict]:

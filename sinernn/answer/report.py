@@ -14,6 +14,7 @@ from dataclasses import dataclass
 FIGURES = "figures"  # relative to reports/, where REPORT.md lives
 LEARNED = 0.01  # a run learned when its loss (or test MSE) is below 1% of the target's variance
 VANISHED = 1e-6  # g(W)/g(1) at initialisation: below it the gradient has vanished
+GRADIENT_CLAIM = "Vanishing gradients stop a plain RNN from learning long lags that a GRU or LSTM learns."
 
 
 def _g(value: float | None, digits: int = 3) -> str:
@@ -81,8 +82,9 @@ def _examples(numbers: list[int]) -> str:
     return ("example " if len(numbers) == 1 else "examples ") + " and ".join(map(str, numbers))
 
 
-def claims(summary: dict, metrics: dict, names: ReportNames) -> list[dict]:
-    """The published answer's claims, each with a verdict and the measurement behind it."""
+def claims(summary: dict, metrics: dict, names: ReportNames, measured: dict | None = None) -> list[dict]:
+    """The published answer's claims, each with a verdict and the measurement behind it: the four
+    the diagnose stage settles, then (with the claims stage's measurements) the eight others."""
     published = {p["example"]: p for p in summary["published"]}
     framed = {f["example"]: f for f in summary["framing_only"]}
     corrected = {c["example"]: c for c in summary["corrected"]}
@@ -112,6 +114,10 @@ def claims(summary: dict, metrics: dict, names: ReportNames) -> list[dict]:
         rows.append({"claim": claim, "verdict": _verdict(outcome in ("crashed", "constant"), confirmed=outcome == "learned"),
                      "evidence": evidence + "."})
     rows.append(_gradient_claim(summary, metrics, names))
+    if measured is not None:
+        from sinernn.answer.claims_verdicts import claim_rows
+
+        rows += claim_rows(measured, summary, metrics)
     return rows
 
 
@@ -133,7 +139,7 @@ def _gradient_claim(summary: dict, metrics: dict, names: ReportNames) -> dict:
     # evidence says so, with the figures).
     from sinernn.answer.report_cases import best_limits
 
-    claim = "Vanishing gradients stop a plain RNN from learning long lags that a GRU or LSTM learns."
+    claim = GRADIENT_CLAIM
     if not summary.get("delay_limits"):
         return {"claim": claim, "verdict": _verdict(False), "evidence": "the delay task did not run."}
     limits = best_limits(summary["delay_limits"])
@@ -178,7 +184,7 @@ def _linear_on_reference(metrics: dict, names: ReportNames) -> float | None:
     return metrics.get(names.reference or "", {}).get(names.linear or "", {}).get("test_mse")
 
 
-def build_report(summary: dict, metrics: dict, names: ReportNames) -> str:
+def build_report(summary: dict, metrics: dict, names: ReportNames, measured: dict | None = None) -> str:
     """REPORT.md: the template of report_template.py filled with the facts computed below."""
     import jinja2
 
@@ -190,6 +196,6 @@ def build_report(summary: dict, metrics: dict, names: ReportNames) -> str:
     env.filters["g"] = _g
     env.filters["and_list"] = lambda items: " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
     env.filters["examples"] = lambda numbers: ("example " if " and " not in numbers else "examples ") + numbers
-    verdicts = claims(summary, metrics, names)
+    verdicts = claims(summary, metrics, names, measured)
     return env.from_string(TEMPLATE).render(figures=FIGURES, names=names, claims=verdicts,
                                             **facts(summary, metrics, names, verdicts))

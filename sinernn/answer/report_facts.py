@@ -5,7 +5,7 @@ A recommendation is written only when a measurement of the report supports it, w
 
 from __future__ import annotations
 
-from sinernn.answer.report import VANISHED, ReportNames, _broadcast, _g, _learned, _linear_on_reference, _outcome
+from sinernn.answer.report import GRADIENT_CLAIM, VANISHED, ReportNames, _broadcast, _g, _learned, _linear_on_reference, _outcome
 from sinernn.answer.report_cases import delay_facts, gated_advice, normalise_advice, trend_facts
 
 
@@ -24,9 +24,16 @@ def facts(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dict]
         "gradients": _gradients(summary["gradients"]), "linear_on_reference": _linear_on_reference(metrics, names),
         "memory": _memory(summary["memory"]), "hard": _hard(metrics, names),
         "extrapolation": _extrapolation(summary["extrapolation"]), "stability": stability,
-        "delay": delay, "trend": trend,
+        "delay": delay, "trend": trend, "gaps": _gaps(metrics),
         **_advice(summary, metrics, names, verdicts, stability, delay, trend),
     }
+
+
+def _gaps(metrics: dict) -> list[dict]:
+    """Every trained model's one-step MSE on the three splits (the evaluate stage scores all three)."""
+    return [{"dataset": dataset, "architecture": arch, "train": m["train_mse"], "val": m.get("val_mse"),
+             "test": m["test_mse"], "ratio": m["test_mse"] / m["train_mse"] if m["train_mse"] and m["test_mse"] is not None else None}
+            for dataset, models in metrics.items() for arch, m in models.items() if m.get("train_mse") is not None]
 
 
 def _framing_rows(summary: dict) -> list[dict]:
@@ -156,10 +163,16 @@ def _advice(summary: dict, metrics: dict, names: ReportNames, verdicts: list[dic
             delay: dict, trend: dict) -> dict:
     """One rule per recommendation: (the advice with its figure, or why these measurements do not give it)."""
     rules = [_framing(summary, verdicts), _baselines(metrics, names), _rollouts(metrics, names),
-             normalise_advice(trend), _windows(summary["memory"], names), gated_advice(verdicts[-1], delay),
+             normalise_advice(trend), _windows(summary["memory"], names), gated_advice(_gradient_row(verdicts), delay),
              _clipping(stability), _learning_rate(stability)]
     return {"advice": [given for given, _ in rules if given],
             "unsupported": [withheld for _, withheld in rules if withheld]}
+
+
+def _gradient_row(verdicts: list[dict]) -> dict:
+    """The vanishing-gradient claim's row: the advice on gated cells follows its verdict alone
+    (not the last row's: the claims stage's rows come after it)."""
+    return next(row for row in verdicts if row["claim"] == GRADIENT_CLAIM)
 
 
 def _framing(summary: dict, verdicts: list[dict]) -> tuple[str | None, str | None]:

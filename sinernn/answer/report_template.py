@@ -35,6 +35,20 @@ In the pipeline, on the `{{ names.reference }}` sine: {{ pipeline }}.
 | {{ row.claim }} | {{ row.verdict }} | {{ row.evidence }} |
 {% endfor %}
 
+{% if gaps %}
+## Train, validation and test error of every model
+
+One-step MSE of every trained model on each split (`reports/metrics.json`; the pipeline keeps each \
+network's best validation epoch). A test error far above the train error is overfitting; on a \
+noise-free sine every figure is tiny, and the ratio says little:
+
+| dataset | model | train | validation | test | test / train |
+|---|---|---|---|---|---|
+{% for r in gaps %}
+| {{ r.dataset }} | {{ r.architecture }} | {{ r.train | g }} | {{ r.val | g }} | {{ r.test | g }} | {{ r.ratio | g }} |
+{% endfor %}
+
+{% endif %}
 ## What really fails, and why
 
 The three examples, run as published ({{ epochs }} full-batch epochs, seeded), then \

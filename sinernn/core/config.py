@@ -14,6 +14,7 @@ from typing import Annotated
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sinernn.core.config_claims import ClaimsConfig
 from sinernn.core.config_data import (
     BASELINE_KINDS, NAME_PATTERN, ArchConfig, DatasetConfig, ParamsError, Strict, describe_error,
 )
@@ -31,6 +32,7 @@ class Params(Strict):
     tune: TuneConfig = TuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     diagnose: DiagnoseConfig = DiagnoseConfig()
+    claims: ClaimsConfig = ClaimsConfig()
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
@@ -55,6 +57,7 @@ class Params(Strict):
         self._names_exist()
         self._registry_fits()
         self._diagnose_fits()
+        self._claims_fit()
         if self.train.framing == "naive":
             baselines = [a for a in self.run.architectures if self.architectures[a].kind in BASELINE_KINDS]
             if baselines:
@@ -123,6 +126,22 @@ class Params(Strict):
             name = getattr(d, key)
             if name not in self.architectures or self.architectures[name].kind in BASELINE_KINDS:
                 raise ValueError(f"diagnose.{key} must name a neural architecture of `architectures` (got {name!r})")
+
+    def _claims_fit(self) -> None:
+        """The claims stage reads generated datasets and compares the architectures it names."""
+        c = self.claims
+        for key, names in (("linear_datasets", c.linear_datasets), ("sine_dataset", [c.sine_dataset]),
+                           ("long_window_dataset", [c.long_window_dataset]), ("overfit_dataset", [c.overfit_dataset])):
+            missing = [name for name in names if name not in self.run.datasets]
+            if missing:
+                raise ValueError(f"claims.{key}: {', '.join(missing)} not in run.datasets, which are generated: {self.run.datasets}")
+        if self.datasets[c.sine_dataset].source != "sine":
+            raise ValueError("claims.sine_dataset must be a sine source (it is generated again with other periods and amplitudes)")
+        stacked, attention = self.architectures.get(c.stacked_arch), self.architectures.get(c.transformer_arch)
+        if stacked is None or stacked.kind != "lstm" or stacked.num_layers < 2:
+            raise ValueError(f"claims.stacked_arch must name an lstm of `architectures` with num_layers >= 2 (got {c.stacked_arch!r})")
+        if attention is None or attention.kind != "transformer":
+            raise ValueError(f"claims.transformer_arch must name a transformer of `architectures` (got {c.transformer_arch!r})")
 
     def _scaling_fits_the_framing(self) -> None:
         kinds = {self.architectures[a].kind for a in self.run.architectures}

@@ -226,6 +226,15 @@ BASELINE_KINDS = ("ridge", "persistence", "seasonal_naive")
 _UNION_TAGS = {"sine", "random_freq", "csv", "rnn", "gru", "lstm", "transformer", *BASELINE_KINDS}
 
 
+def no_repeats(values: list) -> list:
+    """A list of settings that names each once: a repeat would run the same measurement twice, and
+    its rows would overwrite each other."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"lists each setting once; repeated: {', '.join(repeated)}")
+    return values
+
+
 def describe_error(error: dict, prefix: str = "") -> str:
     """One readable line for one pydantic error: the dotted key and what is allowed."""
     loc = list(error["loc"])

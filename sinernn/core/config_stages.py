@@ -7,7 +7,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sinernn.core.config_data import MAX_THREADS, MAX_WORKERS, PUBLISHED_SPLITS, PositiveFloat, PositiveInt, Strict
+from sinernn.core.config_data import (
+    MAX_THREADS, MAX_WORKERS, PUBLISHED_SPLITS, PositiveFloat, PositiveInt, Strict, no_repeats,
+)
 from sinernn.core.secrets import check_storage_url, storage_password
 
 
@@ -72,11 +74,28 @@ class IntRange(_Range):
     log: bool = False
 
 
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class FractionRange(_Range):
+    """A range within [0, 1), such as a dropout probability's."""
+
+    low: Fraction
+    high: Fraction
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _log_above_zero(self) -> FractionRange:
+        if self.log and self.low == 0:
+            raise ValueError("log: true needs low > 0 (a log scale never reaches 0)")
+        return self
+
+
 class SearchSpace(Strict):
     """What a trial may change. A name set to null is not searched (params.yaml's value is used).
 
     hidden_size is the transformer's d_model (rounded up to a multiple of nhead); grad_clip is a
-    choice of max norms, 0 meaning no clipping.
+    choice of max norms, 0 meaning no clipping; dropout is a probability in [0, 1).
     """
 
     lr: FloatRange | None = FloatRange(low=1e-3, high=3e-2, log=True)
@@ -85,6 +104,8 @@ class SearchSpace(Strict):
     grad_clip: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] | None = [0.0, 1.0, 5.0]
     window: IntRange | None = None
     batch_size: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
+    # the recurrent models' and the transformer's dropout (the baselines have none)
+    dropout: FractionRange | None = None
 
 
 class TuneConfig(Strict):
@@ -184,11 +205,7 @@ class DiagnoseConfig(Strict):
     @field_validator("delay_lags", "delay_architectures", "delay_clips", "trend_architectures", "trend_scalings")
     @classmethod
     def _no_repeats(cls, values: list) -> list:
-        # a repeat would train the same cell twice and its rows would overwrite each other
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        if repeated:
-            raise ValueError(f"lists each setting once; repeated: {', '.join(repeated)}")
-        return values
+        return no_repeats(values)
 
     @field_validator("corrected_window")
     @classmethod

@@ -132,6 +132,16 @@ def _table(truth: np.ndarray, prediction: np.ndarray) -> list[dict]:
     ]
 
 
+def _one_step_mse(model: nn.Module, dataset: Dataset, split: str, framing: str, window: int) -> float | None:
+    """None when the split (with the history before it) holds no window and its target."""
+    if framing == "window" and dataset.with_history(split, window)[0].observed.shape[1] <= window:
+        return None
+    framed = frame(dataset, split, framing, window)
+    truth = dataset.unscale(framed.targets.numpy().reshape(-1))
+    prediction = np.broadcast_to(dataset.unscale(predict(model, framed.inputs)), truth.shape)
+    return float(np.mean((prediction - truth) ** 2))
+
+
 def evaluate(model: nn.Module, dataset: Dataset, framing: str, window: int, horizons: list[int] = (),
              season: int = 1, stride: int = 1) -> Evaluation:
     """Every figure of one model on the test split; with no horizons, the one-step ones only."""
@@ -143,6 +153,9 @@ def evaluate(model: nn.Module, dataset: Dataset, framing: str, window: int, hori
     metrics: dict[str, float | None] = {
         "test_mse": float(np.mean(error**2)),
         "test_mae": float(np.mean(np.abs(error))),
+        # the same one-step error on the splits it was fitted and early-stopped on: the overfitting gap
+        "train_mse": _one_step_mse(model, dataset, "train", framing, window),
+        "val_mse": _one_step_mse(model, dataset, "val", framing, window),
     }
     noise_var = (dataset.noise_std or 0.0) ** 2
     metrics["noise_floor_ratio"] = metrics["test_mse"] / noise_var if noise_var > 0 else None

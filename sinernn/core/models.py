@@ -30,7 +30,13 @@ from sinernn.core.config_data import BASELINE_KINDS
 
 
 class RecurrentRegressor(nn.Module):
-    """Elman RNN (tanh), GRU or LSTM; stacked when num_layers > 1; a linear head on the last step."""
+    """Elman RNN (tanh), GRU or LSTM; stacked when num_layers > 1; a linear head on the last step.
+
+    dropout acts in two places: between stacked layers (torch's own, on every step), and on the
+    last step's hidden output before the head. torch's dropout alone does nothing for one layer
+    (it warns and ignores it), so a searched dropout would have been a dimension without effect
+    for rnn, gru and lstm; the head's dropout gives it one. model.eval() turns both off.
+    """
 
     CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -43,11 +49,14 @@ class RecurrentRegressor(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,  # torch warns on dropout with one layer
             batch_first=True,
         )
+        # Identity at 0: no parameters either way (old checkpoints load), and no RNG draw, so a
+        # model without dropout trains bit for bit as before.
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(hidden_size, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)  # (B, L, H), or (L, H) unbatched
-        return self.head(out[..., -1, :])  # (B, 1), or (1,)
+        return self.head(self.drop(out[..., -1, :]))  # (B, 1), or (1,)
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 DATA_DIR = "data/processed"
 DATA = "data/processed/{dataset}.npz"  # + its .json manifest beside it
+TUNED_DIR = "tuned"
 TUNED = "tuned/{dataset}/{arch}.json"
 MODELS = "models/{dataset}"
 MODEL_DIR = "models/{dataset}/{arch}"  # model.pt + train.json
@@ -26,6 +27,9 @@ COMPARISON_DIR = "reports/comparison"  # {dataset}.csv: error by architecture, f
 DIAGNOSIS = "reports/diagnosis"
 DIAGNOSIS_SUMMARY = "reports/diagnosis/summary.json"
 FIGURES = "reports/figures"
+CLAIMS = "reports/claims"
+CLAIMS_SUMMARY = "reports/claims/summary.json"
+CLAIM_FIGURES = "reports/claim_figures"
 REPORT = "reports/REPORT.md"
 REGISTRY = "reports/registry/{dataset}.json"
 RETRAIN_HISTORY = "reports/retrain.json"  # every retrain's outcome (sinernn retrain)

@@ -15,13 +15,16 @@ from sinernn.core.errors import TuneError
 
 
 def apply_tuned(arch: ArchConfig, train: TrainConfig, tuned: dict) -> tuple[ArchConfig, TrainConfig]:
-    """params.yaml's values with the tuned ones on top, validated again."""
+    """params.yaml's values with the tuned ones on top, validated again (a searched dropout
+    arrives in tuned["arch"] like hidden_size)."""
     arch = type(arch).model_validate({**arch.model_dump(), **tuned.get("arch", {})})
     train = TrainConfig.model_validate({**train.model_dump(), **tuned.get("train", {})})
     return arch, train
 
 
 def read_tuned(path: Path) -> dict:
+    """The tune stage's JSON. Only "arch", "train" and "dataset" change a training; the rest (best
+    value, importances, ...) describes the search and is left alone."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:

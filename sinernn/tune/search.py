@@ -19,9 +19,11 @@ from sinernn.core.files import csv_text, write_json
 from sinernn.core.secrets import redact_url
 from sinernn.track.datasets import mlflow_dataset
 from sinernn.track.tracking import flat_params, project_root, stage_run
+from sinernn.tune.space import start_point
 from sinernn.tune.storage import open_storage, storage_url
 from sinernn.tune.study import (
-    best_overrides, count_states, open_study, study_name, study_plots, trial_rows, wait_for_user_attr,
+    best_overrides, count_states, open_study, sampler_seed, study_name, study_plots, study_summary, trial_rows,
+    wait_for_user_attr,
 )
 from sinernn.tune.workers import run_study
 
@@ -30,8 +32,9 @@ def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, s
            out_path: Path) -> dict:
     """Run one architecture's study on dataset `dataset_name` (its file: `data_path`) with `workers`
     local processes; write the best
-    trial's values, {"arch": ..., "train": ...} plus its value and number, to out_path (JSON, still
-    inside the study's MLflow run, so a failed write fails the run) and return them.
+    trial's values, {"arch": ..., "train": ...} plus its value and number and the study's
+    parameter importances (study_summary), to out_path (JSON, still inside the study's MLflow run,
+    so a failed write fails the run) and return them.
 
     storage: --storage, or None for $SINERNN_OPTUNA_STORAGE, tune.storage, optuna/studies.db.
     """
@@ -43,6 +46,9 @@ def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, s
     name = study_name(params, dataset_name, arch_name, manifest["sha256"])
     opened = open_storage(url, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     study, created = open_study(opened, name, params, dataset_name, arch_name)
+    if created:  # trial 0: params.yaml's values, so the best found is never worse than them
+        study.enqueue_trial(start_point(tune.space_for(arch_name), params.architectures[arch_name],
+                                        params.train_for(dataset_name)))
     # A resumed study, or one another machine created: log under its existing MLflow run.
     # (A study with no trials yet was created by another coordinator an instant ago: give it time
     # to record its run, or each machine would open its own.)
@@ -65,22 +71,26 @@ def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, s
 
 
 def _record(run, study, params: Params, dataset_name: str, arch_name: str) -> dict:
-    """The finished study in its MLflow run (best values as tags, counts, trials.csv, plots)."""
+    """The finished study in its MLflow run (best values as tags, counts, importances, trials.csv,
+    plots), and the payload of the stage's JSON."""
     counts = count_states(study)
     if counts["COMPLETE"] == 0:
         raise TuneError(f"study {study.study_name}: no trial completed ({counts}); see the trials' fail_reason")
     best = study.best_trial
     rows = trial_rows(study)
+    seed = sampler_seed(params, dataset_name, arch_name)  # the study's own seed seeds its fANOVA too
+    summary = study_summary(study, seed)
     # Tags, not params: a resumed study may find a better trial, and MLflow params are immutable.
     tag_run(run, {**{f"best.{key}": value for key, value in best.params.items()}, "best_trial": best.number})
     run.log_metrics({"best_value": best.value, "n_complete": counts["COMPLETE"], "n_pruned": counts["PRUNED"],
-                     "n_failed": counts["FAIL"], "epochs_trained": sum(row["epochs"] or 0 for row in rows)},
+                     "n_failed": counts["FAIL"], "epochs_trained": sum(row["epochs"] or 0 for row in rows),
+                     **{f"importance.{name}": value for name, value in (summary["importances"] or {}).items()}},
                     step=len(rows))
     run.log_text(csv_text(rows), "trials.csv")
-    for filename, figure in study_plots(study).items():
+    for filename, figure in study_plots(study, seed).items():
         run.log_figure(figure, f"plots/{filename}", dpi=100)  # 8 x 5 inches: 800 x 500 pixels
     return {**best_overrides(study, params, dataset_name, arch_name), "best_value": best.value,
-            "best_trial": best.number, "study": study.study_name, "dataset": dataset_name}
+            "best_trial": best.number, "study": study.study_name, "dataset": dataset_name, **summary}
 
 
 def tag_run(run, tags: dict[str, object]) -> None:

@@ -30,7 +30,28 @@ def suggest(trial, space: SearchSpace, arch: ArchConfig, train: TrainConfig) -> 
             arch_values.update(d_model=d_model, dim_feedforward=2 * d_model)
         else:
             arch_values["hidden_size"] = size
+    if space.dropout and "dropout" in type(arch).model_fields:  # drawn last: the other draws stay as they were
+        arch_values["dropout"] = trial.suggest_float("dropout", space.dropout.low, space.dropout.high,
+                                                     log=space.dropout.log)
     return {"arch": arch_values, "train": train_values}
+
+
+def start_point(space: SearchSpace, arch: ArchConfig, train: TrainConfig) -> dict:
+    """params.yaml's own values of the searched parameters, as a first trial to enqueue: a search
+    then never ends worse (on validation) than the configuration it started from, however many
+    dimensions it has for its trials. A value outside the space is left out (the sampler draws it)."""
+    values = {"lr": train.lr, "grad_clip": train.grad_clip, "window": train.window, "batch_size": train.batch_size,
+              "num_layers": getattr(arch, "num_layers", None), "dropout": getattr(arch, "dropout", None),
+              "hidden_size": arch.d_model if arch.kind == "transformer" else getattr(arch, "hidden_size", None)}
+    point = {}
+    for name, value in values.items():
+        dimension = getattr(space, name)
+        if dimension is None or value is None or (name == "dropout" and "dropout" not in type(arch).model_fields):
+            continue
+        inside = value in dimension if isinstance(dimension, list) else dimension.low <= value <= dimension.high
+        if inside:
+            point[name] = value
+    return point
 
 
 def tunable(arch: ArchConfig) -> bool:

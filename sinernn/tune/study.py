@@ -40,6 +40,7 @@ def study_name(params: Params, dataset_name: str, arch_name: str, dataset_hash: 
         "seed": params.seed, "arch": params.architectures[arch_name].model_dump(),
         "train": params.train_for(dataset_name).model_dump(exclude={"threads"}), "tune": tune,
         "data": dataset_hash, "judged_by": judged_by(params.train_for(dataset_name).framing),
+        "first_trial": "params.yaml",  # trial 0 is params.yaml's values (search.py): older studies lack it
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.mlflow.experiment}-{dataset_name}-{arch_name}-{digest}"
@@ -133,9 +134,43 @@ def trial_rows(study) -> list[dict]:
     return rows
 
 
-def study_plots(study) -> dict:
+def importance_evaluator(seed: int):
+    """fANOVA (a random forest of the objective over the parameters), seeded so that one study
+    always gives the same importances. (Optuna 5's default, PED-ANOVA, is lighter and ranks
+    otherwise; the JSON, the metrics and the plot all use this one.)"""
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(seed=seed)
+
+
+def study_summary(study, seed: int) -> dict:
+    """How much each searched parameter mattered, over the COMPLETE trials: fANOVA's share of the
+    objective's variance per parameter (summing to 1), the number of complete trials, and the best
+    and median objective value. importances is null, with importances_note saying why, when
+    there is no variance to share out."""
+    import statistics
+
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    values = [trial.value for trial in complete]
+    summary = {"n_complete": len(complete), "importances": None,
+               "objective_spread": {"best": min(values), "median": statistics.median(values)} if values else None}
+    varied = {name for trial in complete for name, dist in trial.distributions.items() if not dist.single()}
+    if len(complete) < 2:
+        return {**summary, "importances_note": f"{len(complete)} complete trial(s): importances need at least 2"}
+    if not varied:  # fANOVA would share the importance out evenly among constants
+        return {**summary, "importances_note": "no searched parameter can take more than one value"}
+    try:
+        importances = optuna.importance.get_param_importances(study, evaluator=importance_evaluator(seed))
+    except RuntimeError as exc:  # "zero total variance": every complete trial scored the same
+        return {**summary, "importances_note": f"fANOVA found nothing to share out: {exc}"}
+    return {**summary, "importances": {name: float(importances[name]) for name in sorted(importances)}}
+
+
+def study_plots(study, seed: int) -> dict:
     """Optimisation history and parameter importances as {file name: matplotlib figure} (the
-    importances only when there are enough trials for them)."""
+    importances only when there are enough trials for them, by the evaluator of study_summary)."""
     import warnings
 
     import matplotlib
@@ -145,7 +180,8 @@ def study_plots(study) -> dict:
 
     figures = {}
     plots = {"optimization_history.png": vis.plot_optimization_history,
-             "param_importances.png": vis.plot_param_importances}
+             "param_importances.png": lambda study: vis.plot_param_importances(
+                 study, evaluator=importance_evaluator(seed))}
     for filename, plot in plots.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "experimental" notices from optuna's matplotlib plots

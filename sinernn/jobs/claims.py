@@ -1,0 +1,161 @@
+"""Job of the `claims` stage: one measurement for each claim of the published answer that the
+`diagnose` stage does not already settle (the verdicts: sinernn/answer/claims_verdicts.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from sinernn.core import data
+from sinernn.core.config import Params
+from sinernn.core.config_data import BASELINE_KINDS
+from sinernn.core.errors import DataError
+from sinernn.core.files import read_output, staged_dir, write_csv, write_json
+from sinernn.track.tracking import stage_run
+
+
+def claims_job(params: Params, data_dir: Path, tuned_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
+    """Run every measurement; out_dir/summary.json holds them all, out_dir/*.csv the curves for
+    `dvc plots`, figures_dir/*.png the plots the report links. Both folders are replaced whole, and
+    only when everything succeeded."""
+    import torch
+
+    from sinernn.answer import claims, claims_memory
+
+    torch.set_num_threads(params.train.threads)
+    c = params.claims
+    names = {*c.linear_datasets, c.sine_dataset, c.long_window_dataset, c.overfit_dataset}
+    loaded = {name: data.load(data_dir / f"{name}.npz")[0] for name in sorted(names)}
+    summary = {
+        "linear_memory": [row for name in c.linear_datasets
+                          for row in claims.linear_memory(loaded[name], c.linear_lags, _pure_sine(params, name))],
+        "tuning": tuning_studies(params, tuned_dir),
+        "derivatives": claims.derivatives(params),
+        "window_ratio": claims.window_ratio(params),
+        "overfitting": claims.overfitting(params, loaded[c.overfit_dataset]),
+        "delay_variants": claims_memory.delay_variants(params),
+        "on_sine": claims_memory.on_sine(params, loaded[c.sine_dataset]),
+        "activation": claims_memory.activation(params, loaded[c.sine_dataset]),
+        "long_window": claims_memory.long_window(params, loaded[c.long_window_dataset]),
+    }
+    summary = _finite(summary)  # JSON has no NaN: a gradient ratio of a dead cell, say, becomes null
+    with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
+        _write_curves(summary, scratch, figures)
+        write_json(scratch / "summary.json", summary)
+        tags = {"stage": "claims", "dataset": "all", "architecture": "all"}
+        with stage_run(params.mlflow.experiment, "claims-all-measurements", tags) as mlrun:
+            mlrun.log_metrics(_headline_metrics(summary))
+            mlrun.log_artifact(scratch / "summary.json")
+            for plot in sorted(figures.iterdir()):
+                mlrun.log_artifact(plot, "plots")
+    return summary
+
+
+def _pure_sine(params: Params, name: str) -> bool:
+    """A sine and nothing else: the series whose next value two past values fix exactly."""
+    ds = params.datasets[name]
+    return ds.source == "sine" and not (ds.noise_std or ds.trend or ds.period_drift or ds.noise_drift)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def tuning_studies(params: Params, tuned_dir: Path) -> list[dict]:
+    """Each tuned study's parameter importances, as the tune stage wrote them beside its best values."""
+    studies = []
+    for dataset in params.run.train_datasets:
+        for arch in params.run.architectures:
+            if params.architectures[arch].kind in BASELINE_KINDS or not params.tune.enabled:
+                continue
+            path = tuned_dir / dataset / f"{arch}.json"
+            if not path.exists():
+                raise DataError(f"{path} is missing: run the tune stage first (dvc repro tune)")
+            tuned = read_output(path)
+            studies.append({"dataset": dataset, "architecture": arch, "importances": tuned.get("importances"),
+                            "best_trial": tuned.get("best_trial"),  # 0: params.yaml's own values won
+                            "n_complete": tuned.get("n_complete"), "objective_spread": tuned.get("objective_spread")})
+    return studies
+
+
+def _write_curves(summary: dict, scratch: Path, figures: Path) -> None:
+    from sinernn.track.plots import lines, save
+
+    linear = summary["linear_memory"]
+    write_csv(scratch / "linear_memory.csv", linear)
+    lags = sorted({r["k"] for r in linear})
+    save(lines({name: [_nan(r["relative_mse"]) for r in linear if r["dataset"] == name] for name in dict.fromkeys(r["dataset"] for r in linear)},
+               "Best linear predictor from the last k values", "k (values used)", "test MSE / variance", x=lags, marker="o"),
+         figures / "claims_linear.png")
+    derivatives = summary["derivatives"]
+    write_csv(scratch / "derivatives.csv", derivatives)
+    runs = {inputs: sorted((r for r in derivatives if r["inputs"] == inputs), key=lambda r: r["model_bound"])
+            for inputs in ("scaled", "raw")}
+    figure = lines({"scaled inputs": [_nan(r["median_grad_norm"]) for r in runs["scaled"]]},
+                   "Gradient norm against the derivative bound, in the units the network reads",
+                   "A w / (input scale)", "median gradient norm", x=[r["model_bound"] for r in runs["scaled"]], marker="o")
+    axis = figure.axes[0]
+    axis.plot([r["model_bound"] for r in runs["raw"]], [_nan(r["median_grad_norm"]) for r in runs["raw"]],
+              marker="o", linewidth=1.2, label="raw inputs")
+    axis.set_xscale("log")
+    axis.legend(loc="best", fontsize=8)
+    save(figure, figures / "claims_derivatives.png")
+    ratio = summary["window_ratio"]
+    write_csv(scratch / "window_ratio.csv", ratio)
+    ratios = sorted({r["ratio"] for r in ratio})
+    figure = lines({kind: [_nan(next(r["relative_test_mse"] for r in ratio if r["architecture"] == kind and r["ratio"] == x))
+                           for x in ratios] for kind in dict.fromkeys(r["architecture"] for r in ratio)},
+                   "One-step error against window / period", "window / period", "test MSE / variance", x=ratios, marker="o")
+    figure.axes[0].set_xscale("log")
+    save(figure, figures / "claims_window_ratio.png")
+    sweep = summary["overfitting"]
+    write_csv(scratch / "overfitting.csv", sweep)
+    save(lines({split: [_nan(r[f"{split}_mse"]) for r in sweep] for split in ("train", "val", "test")},
+               "Error against hidden size", "hidden size", "MSE", x=[r["hidden_size"] for r in sweep], marker="o",
+               reference=("noise floor sigma^2", sweep[0]["noise_variance"]) if sweep else None), figures / "claims_overfitting.png")
+    _delay_plot(summary["delay_variants"], scratch, figures)
+    gradients = summary["activation"]["gradients"]
+    save(lines({f"{g['architecture']} {when}": [_nan(v) for v in g[when]] for g in gradients for when in ("init", "trained") if g[when]},
+               "Gradient norm versus lag: tanh and relu", "lag k (steps back)", "||dL/dx(t-k)||"),
+         figures / "claims_activation.png")
+
+
+def _nan(value: float | None) -> float:
+    """A missing figure as a gap in a curve."""
+    return float("nan") if value is None else value
+
+
+def _delay_plot(rows: list[dict], scratch: Path, figures: Path) -> None:
+    from sinernn.track.plots import lines, save
+
+    write_csv(scratch / "delay_variants.csv", [{k: r.get(k) for k in ("lag", "architecture", "test_mse", "learned", "diverged")}
+                                                for r in rows])
+    lags = sorted({r["lag"] for r in rows})
+    curves = {name: [next((r["test_mse"] for r in rows if r["architecture"] == name and r["lag"] == lag), None) or float("nan")
+                     for lag in lags] for name in dict.fromkeys(r["architecture"] for r in rows)}
+    figure = lines(curves, "Delay task: the other models (diagnose trains rnn, gru, lstm)", "lag k", "test MSE",
+                   x=lags, marker="o")
+    figure.axes[0].set_xscale("log", base=2)
+    save(figure, figures / "claims_delay.png")
+
+
+def _headline_metrics(summary: dict) -> dict:
+    """What MLflow can chart across runs of the stage."""
+    metrics = {f"linear_mse.{r['dataset']}.k{r['k']}": r["test_mse"] for r in summary["linear_memory"]}
+    metrics |= {f"window_ratio_relative_mse.{r['architecture']}.P{r['period']:g}": r["relative_test_mse"]
+                for r in summary["window_ratio"] if r["relative_test_mse"] is not None}
+    metrics |= {f"overfit_test_over_train.h{r['hidden_size']}": r["test_mse"] / r["train_mse"]
+                for r in summary["overfitting"] if r["train_mse"] and r["test_mse"] is not None}
+    metrics |= {f"median_grad_norm.{r['inputs']}.A{r['amplitude']:g}.P{r['period']:g}": r["median_grad_norm"]
+                for r in summary["derivatives"] if r["median_grad_norm"] is not None}
+    metrics |= {f"delay_test_mse.{r['architecture']}.k{r['lag']}": r["test_mse"]
+                for r in summary["delay_variants"] if r["test_mse"] is not None}
+    metrics |= {f"long_window_noise_floor_ratio.{r['architecture']}": r["noise_floor_ratio"]
+                for r in summary["long_window"] if r["noise_floor_ratio"] is not None}
+    return {key.replace(" ", "_"): value for key, value in metrics.items()}
