@@ -50,10 +50,11 @@ def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, s
         study.enqueue_trial(start_point(tune.space_for(arch_name), params.architectures[arch_name],
                                         params.train_for(dataset_name)))
     # A resumed study, or one another machine created: log under its existing MLflow run.
-    # (A study with no trials yet was created by another coordinator an instant ago: give it time
-    # to record its run, or each machine would open its own.)
-    parent_id = None if created else wait_for_user_attr(
-        study, "mlflow_parent_run_id", 30 if not study.trials else 0)
+    # (A study none of whose trials has started, its enqueued trial 0 at most, was created by
+    # another coordinator an instant ago: give it time to record its run, or each machine would
+    # open its own.)
+    fresh = all(trial.state.name == "WAITING" for trial in study.trials)
+    parent_id = None if created else wait_for_user_attr(study, "mlflow_parent_run_id", 30 if fresh else 0)
     tags = {"stage": "tune", "dataset": dataset_name, "architecture": arch_name,
             "kind": params.architectures[arch_name].kind, "dataset_hash": manifest["sha256"], "optuna_study": name}
     with stage_run(params.mlflow.experiment, f"tune-{dataset_name}-{arch_name}", tags,
