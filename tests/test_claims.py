@@ -97,6 +97,17 @@ def test_a_search_that_never_beats_its_first_trial_refutes_that_tuning_is_crucia
     assert row["verdict"] == REFUTED and "trial 0, params.yaml's own values, in 2 of 3" in row["evidence"]
 
 
+def test_mixed_evidence_leaves_tuning_and_attention_open():
+    measured = claims_measured()
+    for study in measured["tuning"]:  # the search never beats params.yaml, but a bad choice costs 100x
+        study.update(best_trial=0, objective_spread={"best": 1e-6, "median": 1e-4})
+    assert claims_verdicts.tuning(measured["tuning"])["verdict"] == OPEN
+    FLIPS[8](measured)
+    _set(measured["long_window"], {"architecture": "transformer"}, noise_floor_ratio=1.46)  # worse from long windows
+    row = claims_verdicts.claim_rows(measured, _diagnosis(), {})[7]
+    assert row["verdict"] == OPEN and "predicts the noisy series less well from long windows" in row["evidence"]
+
+
 def test_missing_and_diverged_figures_leave_a_verdict_open_without_a_crash():
     measured = claims_measured()
     _set(measured["window_ratio"], {"architecture": "lstm", "period": 320.0}, diverged=True, test_mse=None,

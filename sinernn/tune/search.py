@@ -46,9 +46,11 @@ def search(params: Params, dataset_name: str, arch_name: str, data_path: Path, s
     name = study_name(params, dataset_name, arch_name, manifest["sha256"])
     opened = open_storage(url, tune.heartbeat_interval, tune.max_retry, tune.sqlite_lock_wait)
     study, created = open_study(opened, name, params, dataset_name, arch_name)
-    if created:  # trial 0: params.yaml's values, so the best found is never worse than them
-        study.enqueue_trial(start_point(tune.space_for(arch_name), params.architectures[arch_name],
-                                        params.train_for(dataset_name)))
+    # Trial 0: params.yaml's values, so the best found is no worse than them. On every open, not
+    # only at creation: a coordinator killed between the two would leave a study without it.
+    # (Optuna skips it where a trial with these values already exists, waiting, running or done.)
+    study.enqueue_trial(start_point(tune.space_for(arch_name), params.architectures[arch_name],
+                                    params.train_for(dataset_name)), skip_if_exists=True)
     # A resumed study, or one another machine created: log under its existing MLflow run.
     # (A study none of whose trials has started, its enqueued trial 0 at most, was created by
     # another coordinator an instant ago: give it time to record its run, or each machine would

@@ -42,7 +42,9 @@ def start_point(space: SearchSpace, arch: ArchConfig, train: TrainConfig) -> dic
     dimensions it has for its trials. A value outside the space is left out (the sampler draws it)."""
     values = {"lr": train.lr, "grad_clip": train.grad_clip, "window": train.window, "batch_size": train.batch_size,
               "num_layers": getattr(arch, "num_layers", None), "dropout": getattr(arch, "dropout", None),
-              "hidden_size": arch.d_model if arch.kind == "transformer" else getattr(arch, "hidden_size", None)}
+              "hidden_size": getattr(arch, "hidden_size", None)}
+    if arch.kind == "transformer" and arch.dim_feedforward == 2 * arch.d_model:  # what suggest() builds from it
+        values["hidden_size"] = arch.d_model
     point = {}
     for name, value in values.items():
         dimension = getattr(space, name)
