@@ -1,12 +1,13 @@
 # The two commands of the README:
-#   make run    install, then run the whole pipeline (dvc repro) on the embedded MLflow store
+#   make run    install, then run the whole pipeline on the embedded MLflow store: `sinernn repro`,
+#               dvc repro with independent stages at once (one per core; make run JOBS=4 for 4)
 #   make test   install, then run every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast faults bench bench-overhead bench-matrix bench-rollout bench-tuning bench-serving bench-real ui dashboard retrain serve demo-distributed tune-demo screenshots
+.PHONY: install run test test-fast faults bench bench-parallel bench-overhead bench-matrix bench-rollout bench-tuning bench-serving bench-real ui dashboard retrain serve demo-distributed tune-demo screenshots
 
 install: $(STAMP)
 
@@ -24,8 +25,9 @@ $(STAMP): pyproject.toml requirements.lock
 data/external/sample.csv: data/external/sample.csv.dvc | $(STAMP)
 	$(BIN)/dvc pull --quiet --remote seed data/external/sample.csv.dvc
 
+JOBS ?=
 run: install data/external/sample.csv
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/sinernn repro $(if $(JOBS),-j $(JOBS))
 
 # Two pytest workers, one test file each at a time (loadfile): the end-to-end module builds its
 # project once. Most tests wait on subprocesses (dvc, workers, servers), so two cores halve it.
@@ -51,6 +53,12 @@ retrain:
 
 bench: install data/external/sample.csv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pipeline.py
+
+# The pipeline cold (every stage, searches included) with -j 1 and -j 2 in fresh copies, the plan
+# for more cores from the -j 1 stage times, and the no-op; --dvc adds plain `dvc repro --force`.
+BENCH_PARALLEL_ARGS ?= --dvc
+bench-parallel: install data/external/sample.csv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/parallel.py $(BENCH_PARALLEL_ARGS) --json benchmarks/results/parallel.json
 
 # What a train stage costs beyond its loop: a bare PyTorch loop beside the stage (docs/performance.md).
 bench-overhead: install

@@ -1,6 +1,8 @@
 """The `sinernn` command: every pipeline job, runnable outside DVC too.
 
     sinernn validate                             check params.yaml and exit
+    sinernn repro [-j N] [STAGE ...]             the DVC pipeline, independent stages at once (dvc.lock as dvc repro)
+    sinernn plan                                 its critical path and wall clock on 1-16 cores, from the last run
     sinernn generate --dataset clean             data/processed/clean.npz (+ .json manifest)
     sinernn tune --dataset clean --arch lstm    tuned/clean/lstm.json (an Optuna study; see --help)
     sinernn storage-proxy --storage URL          Optuna's gRPC proxy in front of a storage
@@ -9,6 +11,7 @@
     sinernn summarize                            reports/metrics.json, scores/, comparison/
     sinernn diagnose --example 1                 what is wrong with a published example (or --dataset/--all)
     sinernn diagnose --code my_setup.py          the same checks on your own model and tensors (runs your file)
+    sinernn measure delay --item gru             one measurement of the research answer (diagnose --all, claims gather)
     sinernn report                               reports/REPORT.md from the measurements
     sinernn register --dataset clean             models in the MLflow registry, @champion decided
     sinernn predict --model models:/sinernn-clean@champion --input s.csv --horizon 20
@@ -18,8 +21,8 @@
 Errors meant for the user (bad params, missing or corrupt data, a diverging run, an unreachable
 tracking server) print one line and exit non-zero; nothing half-written is left behind. Exit codes:
 2 bad input, 3 diverged, 4 tracking store unreachable, 74 no space left on the disk, 70 an unexpected
-error (a bug);
-`retrain` adds 0 promoted, 1 kept, 75 another retrain is running.
+error (a bug); `retrain` adds 0 promoted, 1 kept, 75 another retrain is running; `repro` exits with
+the code of the first stage that failed, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ import errno
 import sys
 from pathlib import Path
 
-from sinernn.commands import COMMANDS, check_name
-from sinernn.core.config import load_params
-from sinernn.core.errors import EXIT_NO_SPACE, EXIT_UNEXPECTED, SinernnError
+from sinernn.parallel.handoff import run_in_worker
+
+# Under `sinernn repro` a stage hands its command to the resident worker (sinernn/parallel/), which
+# has torch and MLflow imported already; so this module imports the rest only once it runs here.
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sinernn.commands import COMMANDS
+
     parser = argparse.ArgumentParser(
         prog="sinernn",
         description="Why can't my PyTorch RNN learn a sine wave? Generate, train, evaluate, summarize.",
@@ -54,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int | None:
+    from sinernn.commands import check_name
+    from sinernn.core.config import load_params
+
     args = build_parser().parse_args(argv)
     if getattr(args, "code", None) is not None:  # diagnose --code: the reader's file, no params.yaml needed
         return args.handler(args, None)
@@ -63,8 +72,17 @@ def run(argv: list[str]) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    handed_over = run_in_worker(f"{__name__}:main_in_process", argv)
+    return main_in_process(argv) if handed_over is None else handed_over
+
+
+def main_in_process(argv: list[str]) -> int:
+    """Run the command in this process (the worker's forked copy calls this directly)."""
+    from sinernn.core.errors import EXIT_NO_SPACE, SinernnError
+
     try:
-        code = run(sys.argv[1:] if argv is None else argv)
+        code = run(argv)
         if code:
             return code
     except SinernnError as exc:
@@ -86,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unexpected(exc: BaseException) -> int:
     import traceback
+
+    from sinernn.core.errors import EXIT_UNEXPECTED
 
     traceback.print_exception(exc)
     print(f"sinernn: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)

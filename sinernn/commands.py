@@ -2,7 +2,7 @@
 
 A handler receives the parsed arguments and the validated params and imports its job only when it
 runs, so a stage's process (and its DVC deps) holds the one job it runs. Default paths come from
-sinernn.paths, the same templates dvc.yaml fills in.
+sinernn/core/paths.py, the same templates dvc.yaml fills in.
 
 (Over 300 lines on purpose: it is one table, read top to bottom like `sinernn --help`; a handler
 stays a few lines because its job does the work.)
@@ -32,7 +32,7 @@ class Command:
 
 
 def _path_option(parser, flag: str, template: str, what: str) -> None:
-    """--flag PATH whose default is a template of sinernn.paths (filled in by _path)."""
+    """--flag PATH whose default is a template of sinernn/core/paths.py (filled in by _path)."""
     parser.add_argument(flag, type=Path, help=f"{what} (default: {paths.shown(template)})")
 
 
@@ -206,7 +206,8 @@ def _diagnose_args(parser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--example", type=int, choices=[1, 2, 3], help="one of the three published examples, as written")
     what.add_argument("--dataset", help="your setup: this dataset of params.yaml, with --arch and train.framing")
-    what.add_argument("--all", action="store_true", help="the `diagnose` stage: examples and every measurement of the report")
+    what.add_argument("--all", action="store_true", help="the `diagnose` stage: gather every diagnose measurement "
+                      "(sinernn measure) into the report's summary and figures")
     what.add_argument("--code", type=Path, metavar="FILE",
                       help="your own setup: a Python file whose build() returns model, inputs, targets (optionally "
                            "optimizer, loss, future_inputs); sinernn EXECUTES this file, as your own code, on this "
@@ -215,8 +216,10 @@ def _diagnose_args(parser) -> None:
     parser.add_argument("--framing", choices=["window", "time_to_value", "naive"], help="with --dataset (default: train.framing)")
     parser.add_argument("--epochs", type=int, help="training epochs, at least 1 (default: diagnose.published_epochs for "
                         "--example, 100 full-batch epochs for --code, 20 otherwise)")
-    _path_option(parser, "--data-dir", paths.DATA_DIR, "the generated datasets")
-    _path_option(parser, "--out", paths.DIAGNOSIS, "with --all: the measurements")
+    _path_option(parser, "--data-dir", paths.DATA_DIR, "with --dataset: the generated datasets")
+    parser.add_argument("--parts", type=Path, help="with --all: the diagnose measurements (default: "
+                        f"{paths.default(paths.MEASUREMENTS, family='diagnose')})")
+    _path_option(parser, "--out", paths.DIAGNOSIS, "with --all: the summary and curves")
     _path_option(parser, "--figures", paths.FIGURES, "with --all: the plots")
 
 
@@ -237,7 +240,7 @@ def _diagnose(args, params) -> int:
     data_dir = _path(args.data_dir, paths.DATA_DIR)
     if args.all:
         out, figures = _path(args.out, paths.DIAGNOSIS), _path(args.figures, paths.FIGURES)
-        diagnose.diagnose_job(params, data_dir, out, figures)
+        diagnose.diagnose_job(params, _path(args.parts, paths.MEASUREMENTS, family="diagnose"), out, figures)
         print(f"wrote {out} and {figures}")
         return 0
     if args.example is not None:
@@ -256,9 +259,9 @@ def _diagnose(args, params) -> int:
 
 
 def _claims_args(parser) -> None:
-    _path_option(parser, "--data-dir", paths.DATA_DIR, "the generated datasets")
-    _path_option(parser, "--tuned-dir", paths.TUNED_DIR, "the tune stage's results, with each study's importances")
-    _path_option(parser, "--out", paths.CLAIMS, "the measurements")
+    parser.add_argument("--parts", type=Path, help="the claims measurements (default: "
+                        f"{paths.default(paths.MEASUREMENTS, family='claims')})")
+    _path_option(parser, "--out", paths.CLAIMS, "the summary and curves")
     _path_option(parser, "--figures", paths.CLAIM_FIGURES, "the plots")
 
 
@@ -266,8 +269,32 @@ def _claims(args, params) -> None:
     from sinernn.jobs.claims import claims_job
 
     out, figures = _path(args.out, paths.CLAIMS), _path(args.figures, paths.CLAIM_FIGURES)
-    claims_job(params, _path(args.data_dir, paths.DATA_DIR), _path(args.tuned_dir, paths.TUNED_DIR), out, figures)
+    claims_job(params, _path(args.parts, paths.MEASUREMENTS, family="claims"), out, figures)
     print(f"wrote {out} and {figures}")
+
+
+def _measure_args(parser) -> None:
+    # (the names are checked by the handler: importing the table here would make it a dep of every stage)
+    parser.add_argument("name", metavar="NAME", help="a measurement of sinernn/answer/measurements.py, e.g. delay, "
+                        "window_ratio (docs/answer.md lists them)")
+    parser.add_argument("--item", help="for a measurement run once per item: which (a published example 1-3, a "
+                        "delay-task cell, a delay variant: stacked, wide, relu, transformer)")
+    _path_option(parser, "--data-dir", paths.DATA_DIR, "the generated datasets")
+    _path_option(parser, "--tuned-dir", paths.TUNED_DIR, "the tune stage's results (claims' importances)")
+    parser.add_argument("--out", type=Path, help="the measurement as JSON (default: "
+                        f"{paths.shown(paths.MEASUREMENTS)}/NAME[-ITEM].json, FAMILY diagnose or claims)")
+
+
+def _measure(args, params) -> None:
+    from sinernn.answer.measurements import PARTS, file_name
+    from sinernn.jobs.measure import measure_job
+
+    check_name("measurement", args.name, PARTS)
+    family = PARTS[args.name].family
+    out = args.out or paths.default(paths.MEASUREMENTS, family=family) / file_name(args.name, args.item)
+    measure_job(params, args.name, args.item, _path(args.data_dir, paths.DATA_DIR),
+                _path(args.tuned_dir, paths.TUNED_DIR), out)
+    print(f"measured {args.name}{' ' + args.item if args.item else ''}: {out}")
 
 
 def _report_args(parser) -> None:
@@ -378,12 +405,68 @@ def _retrain(args, params) -> int:
     return code
 
 
+# ---- repro, plan: the pipeline on every core ----------------------------------------------------
+
+
+def _repro_args(parser) -> None:
+    parser.add_argument("targets", nargs="*", metavar="STAGE",
+                        help="stages to bring up to date with what they read from, e.g. report or train@clean-rnn; "
+                             "a matrix name means all its stages (default: the whole pipeline)")
+    parser.add_argument("-j", "--jobs", type=int, help="stages at once (default: the cores this process may use)")
+    parser.add_argument("-f", "--force", action="store_true", help="run every stage, changed or not (dvc repro -f)")
+    parser.add_argument("-k", "--keep-going", action="store_true",
+                        help="after a failure, go on with the stages that do not depend on it")
+    parser.add_argument("--dry", action="store_true", help="list the stages that would be checked, run nothing")
+    parser.add_argument("--no-worker", action="store_true",
+                        help="no resident worker: each stage imports torch and MLflow itself (slower)")
+
+
+def _repro(args, params) -> int:
+    from sinernn.parallel.runner import reproduce
+
+    if args.set:  # dvc.yaml reads params.yaml itself
+        raise SinernnError("repro runs the pipeline on params.yaml as it is: edit the file (or use "
+                           "`dvc exp run -S KEY=VALUE`), not --set")
+    if args.jobs is not None and args.jobs < 1:
+        raise SinernnError(f"--jobs must be at least 1 (got {args.jobs})")
+    return reproduce(Path.cwd(), args.targets, args.jobs, force=args.force, keep_going=args.keep_going,
+                     use_worker=not args.no_worker, dry=args.dry)
+
+
+def _plan_args(parser) -> None:
+    parser.add_argument("targets", nargs="*", metavar="STAGE", help="plan for these stages (default: the whole pipeline)")
+    parser.add_argument("--cores", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                        help="core counts to simulate (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the plan to FILE as JSON")
+
+
+def _plan(args, params) -> None:
+    from sinernn.core.files import write_json
+    from sinernn.parallel.plan import describe, plan
+
+    if min(args.cores) < 1:
+        raise SinernnError(f"--cores must all be at least 1 (got {args.cores})")
+    result = plan(Path.cwd(), args.targets, tuple(args.cores))
+    print(describe(result))
+    if args.json:
+        write_json(args.json, result)
+
+
 def _nothing(parser) -> None:
     pass
 
 
 COMMANDS = [
     Command("validate", "check params.yaml and exit", _nothing, _validate),
+    Command("repro", "run the DVC pipeline with independent stages at once (-j N)", _repro_args, _repro,
+            "Bring the pipeline up to date as `dvc repro` does, with every stage whose inputs are ready started "
+            "at once, up to --jobs at a time: each runs as `dvc repro --single-item`, so dvc.lock and the run "
+            "cache are what a serial run gives. A failed stage stops what depends on it and is named, with its "
+            "exit code; Ctrl-C stops every stage. Stage times go to .dvc/tmp/sinernn/runs.json (sinernn plan)."),
+    Command("plan", "the critical path and the wall clock on 1-16 cores, from the last stage times", _plan_args,
+            _plan,
+            "From the stage times `sinernn repro` recorded: the critical path, the total work, and the wall clock "
+            "a list schedule gives on each number of --cores, beside the runs measured on this machine."),
     Command("generate", "build one dataset and write .npz + .json manifest", _generate_args, _generate),
     Command("tune", "search one architecture's hyperparameters with Optuna", _tune_args, _tune,
             "Run (or resume, or join) the Optuna study of one architecture on one dataset, then write the best "
@@ -403,11 +486,15 @@ COMMANDS = [
             "broadcasting, a loss stuck at the target's variance, an input that says nothing about the target, "
             "a loss that diverges, inputs outside the training range, a crash and its cause). Exit code 1 when "
             "a problem is found."),
-    Command("claims", "measure each claim of the published answer that `diagnose` does not settle",
+    Command("claims", "gather the measurement of each claim of the published answer that `diagnose` does not settle",
             _claims_args, _claims,
-            "The measurements behind the report's claims table (params.yaml `claims`): linear predictors by "
+            "Gather the measurements behind the report's claims table (params.yaml `claims`; each one a stage, "
+            "`sinernn measure`): linear predictors by "
             "memory length, gradient norms by amplitude and frequency, window/period, capacity, activation and "
             "attention on the delay task, overfitting by hidden size, and the Optuna studies' importances."),
+    Command("measure", "run one measurement of the research answer (a stage of its own)", _measure_args, _measure,
+            "One part of the diagnosis or of the claims table (sinernn/answer/measurements.py), written as JSON; "
+            "the `diagnose --all` and `claims` stages gather them. `sinernn repro diagnose claims` runs them all."),
     Command("report", f"generate {paths.REPORT} from the measurements", _report_args, _report),
     Command("register", "register a dataset's models in MLflow and decide its champion", _register_args, _register),
     Command("predict", "forecast the next values of a series with a registered model or a checkpoint",

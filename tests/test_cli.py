@@ -25,13 +25,15 @@ def _subparser(name: str):
     return actions.choices[name]
 
 
-def _stage_arguments() -> list[tuple[str, str, str]]:
-    """(stage, --flag, value) for every option of every stage command in dvc.yaml."""
+def _stage_arguments() -> list[tuple[str, str, str, list[str]]]:
+    """(command, --flag, value, the command's words) for every option of every stage command in
+    dvc.yaml. A stage runs stages/<command>.py: its own name, or `measure` for a measurement."""
     found = []
     for stage, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
         words = shlex.split(spec["cmd"])
-        assert words[:2] == ["python", f"stages/{stage}.py"]
-        found += [(stage, flag, value) for flag, value in zip(words[2:], words[3:])
+        command = Path(words[1]).stem
+        assert words[:2] == ["python", f"stages/{command}.py"] and command in (stage, "measure"), words[:2]
+        found += [(command, flag, value, words[2:]) for flag, value in zip(words[2:], words[3:])
                   if flag.startswith("--") and not value.startswith("--")]
     return found
 
@@ -42,15 +44,32 @@ def _as_help(value: str) -> str:
     return value
 
 
+def _measurement_out(words: list[str]) -> str:
+    """Where `sinernn measure NAME [--item ITEM]` writes by default, ITEM as dvc.yaml writes it."""
+    from sinernn.answer.measurements import PARTS, file_name
+
+    name, item = words[0], dict(zip(words, words[1:])).get("--item")
+    return f"{paths.default(paths.MEASUREMENTS, family=PARTS[name].family)}/{file_name(name, item)}"
+
+
+def _templates(value: str) -> list[str]:
+    """The templates of sinernn/paths.py that `value` fills (a family folder filled by name)."""
+    return [t for t in vars(paths).values() if isinstance(t, str) and (
+        paths.shown(t) == _as_help(value) or value in (t.format(family=f) for f in ("diagnose", "claims") if "{family}" in t))]
+
+
 def mismatches() -> list[str]:
     """Every path option dvc.yaml passes to a stage that is not the CLI's default for it."""
     problems = []
-    for stage, flag, value in _stage_arguments():
+    for stage, flag, value, words in _stage_arguments():
         if "/" not in value:
             continue
         action = next(a for a in _subparser(stage)._actions if flag in a.option_strings)
         shown = re.search(r"\(default: ([^)\s]+)\)", action.help or "")
-        if not [t for t in vars(paths).values() if isinstance(t, str) and paths.shown(t) == _as_help(value)]:
+        if stage == "measure" and flag == "--out":  # one file per measurement, named by the table
+            if value != _measurement_out(words):
+                problems.append(f"measure --out {value}: `sinernn measure` writes {_measurement_out(words)}")
+        elif not _templates(value):
             problems.append(f"{stage} {flag} {value}: no template of sinernn/paths.py")
         # --tuned is the one path option without a default: train runs untuned by hand
         elif flag != "--tuned" and (not shown or shown.group(1) != _as_help(value)):
@@ -77,7 +96,7 @@ def _required(name: str) -> list[str]:
     return {"generate": ["--dataset", "clean"], "tune": ["--dataset", "clean", "--arch", "lstm"], "storage-proxy": ["--storage", "x"],
             "train": ["--dataset", "clean", "--arch", "lstm"], "evaluate": ["--dataset", "clean"],
             "diagnose": ["--all"], "register": ["--dataset", "clean"], "predict": ["--model", "m.pt"],
-            "serve": ["--dataset", "clean"]}.get(name, [])
+            "serve": ["--dataset", "clean"], "measure": ["corrected"]}.get(name, [])
 
 
 def test_the_help_shows_the_defaults_of_sinernn_paths():
@@ -93,7 +112,9 @@ def test_the_check_sees_a_path_that_drifted(monkeypatch):
 
 
 JOBS = {"generate": "generate_job", "tune": "tune_job", "train": "train_job", "evaluate": "evaluate_job",
-        "summarize": "summarize_job", "diagnose": "diagnose_job", "report": "report_job", "register": "register_job"}
+        "summarize": "summarize_job", "diagnose": "diagnose_job", "claims": "claims_job", "report": "report_job",
+        "register": "register_job", "measure": "measure_job"}
+STAGE = {"measure": "claims_overfitting"}  # a stage that runs the command
 
 
 @pytest.mark.parametrize("stage", sorted(JOBS))
@@ -106,7 +127,7 @@ def test_a_stage_run_by_hand_without_paths_uses_the_paths_dvc_yaml_passes(stage,
 
     params = config.load_params(ROOT / "params.yaml")
     names = {"${item.dataset}": params.run.train_datasets[0], "${item.arch}": params.run.architectures[0]}
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][STAGE.get(stage, stage)]
     words = shlex.split(spec["cmd"])[2:]
     for written, name in names.items():
         words = [word.replace(written, name) for word in words]

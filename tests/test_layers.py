@@ -1,6 +1,7 @@
 """The layers of sinernn, as `ls sinernn` shows them, and the direction of their imports.
 
     cli, commands, paths     the command line (stage scripts call sinernn.cli)
+      parallel/              `sinernn repro -j N`: runs DVC's stages at once  -> core
       jobs/                  one module per stage or command: wires the layers below
         tune/                Optuna searches                  -> track, core
         answer/              the research answer              -> core
@@ -25,7 +26,8 @@ ALLOWED = {
     "answer": {"core"},
     "tune": {"core", "track"},
     "jobs": {"core", "track", "answer", "tune"},
-    "cli": {"core", "track", "answer", "tune", "jobs"},
+    "parallel": {"core"},
+    "cli": {"core", "track", "answer", "tune", "jobs", "parallel"},
 }
 NOT_IN_CORE = ("mlflow", "optuna", "matplotlib", "dvc")  # (sqlalchemy parses storage URLs: core.secrets)
 

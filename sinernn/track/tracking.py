@@ -9,6 +9,7 @@ MLFLOW_TRACKING_URI overrides all of this (a shared tracking server).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -191,6 +192,21 @@ def _recovery(uri: str, exc: Exception) -> str:
 
 
 @contextmanager
+def _creating_store(uri: str) -> Iterator[None]:
+    """One process at a time opens a SQLite store: two that open a new one at the same instant
+    (`sinernn repro -j 2` starting two stages) both create MLflow's tables, and both fail with
+    "table experiments already exists" or a half-migrated schema. The lock file sits beside it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(f".{path.name}.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
 def stage_run(
     experiment: str,
     run_name: str,
@@ -216,7 +232,8 @@ def stage_run(
     # this process's environment, so decide `embedded` before.)
     mlflow.set_tracking_uri(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
+        with _creating_store(uri):
+            client = MlflowClient(tracking_uri=uri)  # creates and migrates a new store's tables
         if resume_run_id:
             client.update_run(resume_run_id, status="RUNNING")
             run_id = resume_run_id

@@ -1,0 +1,35 @@
+"""A command for the resident worker's tests (tests/test_parallel.py): what a forked copy sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+VERSION = 1  # the test edits this line between two runs: the copy must import the file afresh
+
+
+def main(argv: list[str]) -> int:
+    action = argv[0]
+    if action == "describe":
+        print(json.dumps({"cwd": os.getcwd(), "argv": argv, "sys_argv": sys.argv, "probe": os.environ.get("PROBE"),
+                          "version": VERSION, "pid": os.getpid()}))
+        print("to stderr", file=sys.stderr)
+        return int(argv[1])
+    if action == "threads":  # what torch took from this stage's environment
+        import torch
+
+        print(torch.get_num_threads())
+        return 0
+    if action == "kill-myself":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "wait":  # until interrupted; says where it is first
+        print(os.getpid(), flush=True)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            return 130
+    return 0
