@@ -1,7 +1,8 @@
 """The published answer's other claims: each verdict flips when its measurement does, and the
 measurements behind them are right where a formula says what they must be.
 
-    sinernn claims                      the stage: every measurement, summary.json and the plots
+    sinernn measure NAME                one measurement (a stage each: sinernn/answer/measurements.py)
+    sinernn claims                      the stage: the measurements gathered, summary.json and the plots
     reports/REPORT.md's claims table    one row per claim (sinernn/answer/claims_verdicts.py)
 """
 
@@ -22,7 +23,7 @@ from sinernn.core.data import generate
 from sinernn.core.errors import DataError
 from sinernn.core.evaluation import evaluate
 from sinernn.core.models import build_model
-from sinernn.jobs.claims import tuning_studies
+from sinernn.answer.measurements import CLAIMS, Inputs, expected
 
 REFUTED, CONFIRMED, OPEN = "**refuted**", "**confirmed**", "not settled by this run"
 
@@ -174,7 +175,7 @@ def test_evaluate_scores_the_train_and_validation_splits_like_the_test_split(par
 
 def test_a_missing_tune_result_is_named(params, tmp_path):
     with pytest.raises(DataError, match="tuned/clean/rnn.json is missing"):
-        tuning_studies(params, tmp_path / "tuned")
+        claims.tuning_part(params, Inputs(tmp_path / "data", tmp_path / "tuned"), None)
 
 
 def test_the_claims_command_measures_every_claim_and_the_report_rows_follow(tracked, tmp_path, raw_params, capsys):
@@ -185,6 +186,12 @@ def test_the_claims_command_measures_every_claim_and_the_report_rows_follow(trac
         out = tmp_path / f"tuned/clean/{arch}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"arch": {}, "train": {}, "importances": {"lr": 0.5, "hidden_size": 0.5}}))
+    parts = expected(parse_params(raw_params), CLAIMS)
+    assert main(["claims", "--params", str(path)]) == 2  # nothing measured yet: named, nothing written
+    assert "measurements missing" in capsys.readouterr().err and not (tmp_path / "reports/claims").exists()
+    for name, item in parts:  # what `sinernn repro claims` runs, one stage each
+        assert main(["measure", name, "--params", str(path), *(["--item", item] if item else [])]) == 0
+    assert len(parts) == 12 and len(list((tmp_path / "reports/measurements/claims").iterdir())) == 12
     assert main(["claims", "--params", str(path)]) == 0
     summary = json.loads((tmp_path / "reports/claims/summary.json").read_text())
     assert set(summary) == {"linear_memory", "tuning", "derivatives", "window_ratio", "overfitting", "delay_variants",

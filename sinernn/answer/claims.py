@@ -1,11 +1,13 @@
-"""The measurements behind the published answer's other claims, part one (stage `claims`; part
-two, on memory, is claims_memory.py; the verdicts are claims_verdicts.py). Each function returns
-plain numbers (JSON-ready):
+"""The measurements behind the published answer's other claims, part one (gathered by stage
+`claims`; part two, on memory, is claims_memory.py; the verdicts are claims_verdicts.py). Each
+function returns plain numbers (JSON-ready), and runs as a stage of its own through its `..._part`
+function (measurements.py):
 
     linear_memory     the best linear predictor from the last k values: does a sine need a long past?
     derivatives       gradient norms while training on A sin(2 pi t / P), inputs scaled and raw
     window_ratio      one-step and rollout error against window / period, per cell
     overfitting       train, validation and test error against hidden size, on a noisy series
+    tuning_part       each Optuna study's parameter importances, as the tune stage wrote them
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import math
 
 import numpy as np
 
+from sinernn.answer.measurements import Inputs
 from sinernn.core.config import Params
-from sinernn.core.config_data import PersistenceArch, RecurrentArch
+from sinernn.core.config_data import BASELINE_KINDS, PersistenceArch, RecurrentArch
 from sinernn.core.data import Dataset, generate
-from sinernn.core.errors import TrainingDiverged
+from sinernn.core.errors import DataError, TrainingDiverged
 from sinernn.core.evaluation import evaluate
+from sinernn.core.files import read_output
 from sinernn.core.framing import sliding_windows
 from sinernn.core.training import fit_architecture
 
@@ -150,3 +154,46 @@ def overfitting(params: Params, dataset: Dataset) -> list[dict]:
         results.append({**row, "diverged": False, "epochs": len(fitted.result.history), "best_epoch": fitted.result.best_epoch,
                         "train_mse": metrics["train_mse"], "val_mse": metrics["val_mse"], "test_mse": metrics["test_mse"]})
     return results
+
+
+# ---- the parts of the claims stage, one DVC stage each (sinernn/answer/measurements.py) --------
+
+
+def linear_memory_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return [row for name in params.claims.linear_datasets
+            for row in linear_memory(inputs.dataset(name), params.claims.linear_lags, pure_sine(params, name))]
+
+
+def pure_sine(params: Params, name: str) -> bool:
+    """A sine and nothing else: the series whose next value two past values fix exactly."""
+    ds = params.datasets[name]
+    return ds.source == "sine" and not (ds.noise_std or ds.trend or ds.period_drift or ds.noise_drift)
+
+
+def tuning_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    """Each tuned study's parameter importances, as the tune stage wrote them beside its best values."""
+    studies = []
+    for dataset in params.run.train_datasets:
+        for arch in params.run.architectures:
+            if params.architectures[arch].kind in BASELINE_KINDS or not params.tune.enabled:
+                continue
+            path = inputs.tuned_dir / dataset / f"{arch}.json"
+            if not path.exists():
+                raise DataError(f"{path} is missing: run the tune stage first (dvc repro tune)")
+            tuned = read_output(path)
+            studies.append({"dataset": dataset, "architecture": arch, "importances": tuned.get("importances"),
+                            "best_trial": tuned.get("best_trial"),  # 0: params.yaml's own values won
+                            "n_complete": tuned.get("n_complete"), "objective_spread": tuned.get("objective_spread")})
+    return studies
+
+
+def derivatives_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return derivatives(params)
+
+
+def window_ratio_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return window_ratio(params)
+
+
+def overfitting_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return overfitting(params, inputs.dataset(params.claims.overfit_dataset))

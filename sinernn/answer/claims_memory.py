@@ -1,13 +1,14 @@
-"""The measurements behind the published answer's claims about memory (stage `claims`):
+"""The measurements behind the published answer's claims about memory (gathered by stage `claims`;
+each runs as a stage of its own through its `..._part` function, measurements.py):
 
-    delay_variants    the delay task (delay.py) for a stacked lstm, a wider lstm, an rnn with relu
-                      and a transformer, at diagnose.delay_lags, clipping off and the task's budget
+    delay_variant     the delay task (delay.py) for one of a stacked lstm, a wider lstm, an rnn with
+                      relu and a transformer, at diagnose.delay_lags, clipping off and the task's budget
     on_sine           the same one-layer and bigger lstms and both rnns on a sine: one step and rollout
     activation        rnn tanh against relu: gradient versus lag, and which learning rates diverge
     long_window       the transformer beside the recurrent cells on a noisy series with long windows
 
-The delay task's settings are diagnose's, so the diagnose stage's rnn, gru and lstm rows (clipping
-off) are the baseline these rows are set against; that stage already trained them.
+The delay task's settings are diagnose's, so the diagnose_delay stages' rnn, gru and lstm rows
+(clipping off) are the baseline these rows are set against; those stages already trained them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from sinernn.answer.delay import task_sets, train_on_lag
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
+from sinernn.answer.measurements import DELAY_VARIANTS, Inputs
 from sinernn.core.config import Params
 from sinernn.core.config_data import RecurrentArch
 from sinernn.core.data import Dataset
@@ -53,24 +55,37 @@ def build(config: dict, input_length: int, seed: int) -> nn.Module:
     return model
 
 
-def delay_variants(params: Params) -> list[dict]:
-    """The delay task for the models the diagnose stage does not train (one-layer rnn, gru and lstm
-    with tanh are its rows); a model is not trained beyond the first lag it fails, as there."""
+def order_variant_rows(rows: list[dict], params: Params) -> list[dict]:
+    """The variants' rows (one part each) as one table: by lag, then variant."""
+    names = list(variant_names(params).values())
+    return sorted(rows, key=lambda r: (r["lag"], names.index(r["architecture"])))
+
+
+def variant_names(params: Params) -> dict[str, str]:
+    """The role of each model compared with the one-layer cells (a stage's item) -> its name in `variants`."""
+    names = [name for name in variants(params) if name not in ("lstm", "rnn tanh")]
+    return dict(zip(DELAY_VARIANTS, names))
+
+
+def delay_variant(params: Params, variant: str) -> list[dict]:
+    """One variant on the delay task, lag by lag, not trained beyond the first lag it fails (as the
+    diagnose stage does with its cells)."""
     d = params.diagnose
-    todo = {name: config for name, config in variants(params).items() if name not in ("lstm", "rnn tanh")}
-    results, failed = [], set()
+    name = variant_names(params)[variant]
+    config = variants(params)[name]
+    results = []
     for lag in sorted(d.delay_lags):
-        sets = task_sets(lag, d, params.seed)
-        for name, config in todo.items():
-            if name in failed:
-                continue
-            model = build(config, lag + 1, params.seed)
-            row = train_on_lag(model, name, lag, CLIP, d, params.train, params.seed, sets)
-            row["parameters"] = sum(p.numel() for p in model.parameters())  # "same budget" is epochs and lr, not size
-            if not row["learned"]:
-                failed.add(name)
-            results.append(row)
+        model = build(config, lag + 1, params.seed)
+        row = train_on_lag(model, name, lag, CLIP, d, params.train, params.seed, task_sets(lag, d, params.seed))
+        row["parameters"] = sum(p.numel() for p in model.parameters())  # "same budget" is epochs and lr, not size
+        results.append(row)
+        if not row["learned"]:
+            break
     return results
+
+
+def delay_variants_part(params: Params, inputs: Inputs, item: str) -> list[dict]:
+    return delay_variant(params, item)
 
 
 def on_sine(params: Params, dataset: Dataset, names: list[str] | None = None) -> list[dict]:
@@ -155,3 +170,15 @@ def long_window(params: Params, dataset: Dataset) -> list[dict]:
         results.append({"architecture": name, "window": c.long_window, "diverged": False,
                         "test_mse": metrics["test_mse"], "noise_floor_ratio": metrics["noise_floor_ratio"]})
     return results
+
+
+def on_sine_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return on_sine(params, inputs.dataset(params.claims.sine_dataset))
+
+
+def activation_part(params: Params, inputs: Inputs, item: None) -> dict:
+    return activation(params, inputs.dataset(params.claims.sine_dataset))
+
+
+def long_window_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return long_window(params, inputs.dataset(params.claims.long_window_dataset))

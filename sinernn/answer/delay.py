@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from sinernn.answer.measurements import Inputs
+from sinernn.core.config import Params
 from sinernn.core.config_data import RecurrentArch
 from sinernn.core.config_stages import DiagnoseConfig, TrainConfig
 from sinernn.core.errors import TrainingDiverged
@@ -42,26 +44,53 @@ def delay_samples(lag: int, n_samples: int, seed: int) -> Framed:
 
 
 def delay_task(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
-    """Test MSE at every lag, per cell and clipping setting (one row each), shortest lag first.
+    """Test MSE at every lag, per cell and clipping setting (one row each), shortest lag first:
+    every cell's chain (delay_cell), in the order of `order_rows`."""
+    chains = [row for kind, forget_bias in cells(cfg) for row in delay_cell(kind, forget_bias, cfg, train, seed)]
+    return order_rows(chains, cfg)
+
+
+def cells(cfg: DiagnoseConfig) -> list[tuple[str, float | None]]:
+    """(kind, forget-gate bias) of every cell of the task: the plain ones, then the lstm with its bias."""
+    plain = [(kind, None) for kind in cfg.delay_architectures]
+    return plain + ([("lstm", cfg.delay_forget_bias)] if cfg.delay_forget_bias is not None else [])
+
+
+def delay_cell(kind: str, forget_bias: float | None, cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
+    """One cell's rows, for each clipping setting, shortest lag first.
 
     A cell (with a clipping setting) that fails at a lag is not trained at the longer ones: its limit
     is the longest lag learned without a break (lag_limits), which a longer lag cannot change, and
-    the time goes to the cells still learning."""
+    the time goes to the cells still learning. Each cell is a stage of its own (delay_part)."""
     results, failed = [], set()
     for lag in sorted(cfg.delay_lags):
         sets = task_sets(lag, cfg, seed)
-        cells = [(kind, None) for kind in cfg.delay_architectures]
-        if cfg.delay_forget_bias is not None:
-            cells.append(("lstm", cfg.delay_forget_bias))
-        for kind, forget_bias in cells:
-            for clip in cfg.delay_clips:
-                if (kind, forget_bias, clip) in failed:
-                    continue
-                row = _train_one(kind, forget_bias, lag, clip, cfg, train, seed, sets)
-                if not row["learned"]:
-                    failed.add((kind, forget_bias, clip))
-                results.append(row)
+        for clip in cfg.delay_clips:
+            if clip in failed:
+                continue
+            row = _train_one(kind, forget_bias, lag, clip, cfg, train, seed, sets)
+            if not row["learned"]:
+                failed.add(clip)
+            results.append(row)
     return results
+
+
+def order_rows(rows: list[dict], cfg: DiagnoseConfig) -> list[dict]:
+    """Rows of several cells as one table: by lag, then cell, then clipping, as the settings list them."""
+    names = [cell_name(kind, forget_bias) for kind, forget_bias in cells(cfg)]
+    clips = list(cfg.delay_clips)
+    return sorted(rows, key=lambda r: (r["lag"], names.index(r["architecture"]), clips.index(r["grad_clip"])))
+
+
+def delay_part(params: Params, inputs: Inputs, item: str) -> list[dict]:
+    """The delay task for one plain cell of diagnose.delay_architectures (stage diagnose_delay@<cell>)."""
+    return delay_cell(item, None, params.diagnose, params.train, params.seed)
+
+
+def delay_forget_bias_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    """The lstm with its forget-gate bias started at diagnose.delay_forget_bias (none: no rows)."""
+    cfg = params.diagnose
+    return [] if cfg.delay_forget_bias is None else delay_cell("lstm", cfg.delay_forget_bias, cfg, params.train, params.seed)
 
 
 def settings(cfg: DiagnoseConfig) -> dict:

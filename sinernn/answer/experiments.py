@@ -1,7 +1,9 @@
 """The measurements behind the report: each function returns plain numbers (JSON-ready); all but
-the published examples and `framing_only` train with the pipeline's own loop. Stage `diagnose` runs them; sinernn/answer/report.py reads them.
+the published examples and `framing_only` train with the pipeline's own loop. Each runs as a stage
+of its own through its `..._part` function (measurements.py); stage `diagnose` gathers them and
+sinernn/answer/report.py reads them.
 
-    published_examples    the three examples as written, and what the diagnosis says about them
+    published_part        one of the three examples as written, and what the diagnosis says about it
     framing_only          the published examples with only the framing changed: windows, nothing else
     corrected_examples    the same layers on windowed next-step prediction, with the pipeline's loop
     gradient_lags         gradient norm versus lag, rnn/gru/lstm, short and long windows
@@ -17,7 +19,8 @@ import torch
 
 from sinernn.answer.diagnosis import diagnose
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
-from sinernn.answer.published import EXAMPLES, ExampleRun, build_example, published_data, run_example
+from sinernn.answer.measurements import Inputs
+from sinernn.answer.published import EXAMPLES, build_example, published_data, run_example
 from sinernn.core.config import Params
 from sinernn.core.config_data import PUBLISHED_SPLITS, RecurrentArch
 from sinernn.core.config_stages import DiagnoseConfig, TrainConfig
@@ -35,16 +38,6 @@ EXAMPLE_ARCHS = {
 }
 
 
-def published_examples(cfg: DiagnoseConfig, seed: int) -> tuple[list[dict], list[ExampleRun]]:
-    results, runs = [], []
-    for number in EXAMPLES:
-        run = run_example(number, seed=seed, epochs=cfg.published_epochs, hidden=cfg.example2_hidden)
-        findings = diagnose(run.model, run.inputs, run.targets, run.losses, run.exception)
-        results.append({**run.summary(), "findings": [f.as_dict() for f in findings]})
-        runs.append(run)
-    return results, runs
-
-
 def _published_as_dataset(window: int) -> Dataset:
     """The examples' own data, sin(linspace(0, 10, 1000)), split 70/15/15 in time."""
     x, y = published_data()
@@ -56,7 +49,12 @@ def _published_as_dataset(window: int) -> Dataset:
 
 
 def framing_only(cfg: DiagnoseConfig, seed: int) -> list[dict]:
-    """Each published example with only its framing changed: windows of the last W values predict
+    """Each published example with only its framing changed (framing_only_example), in order."""
+    return [framing_only_example(cfg, seed, number) for number in EXAMPLES]
+
+
+def framing_only_example(cfg: DiagnoseConfig, seed: int, number: int) -> dict:
+    """A published example with only its framing changed: windows of the last W values predict
     the next one. The rest is as published: the same layers and output pick, Adam at the example's
     learning rate, `published_epochs` full-batch epochs, raw values (no scaling), no clipping, no
     schedule, no early stopping; trained on the first 70% of the series, scored on the last 15%."""
@@ -66,28 +64,24 @@ def framing_only(cfg: DiagnoseConfig, seed: int) -> list[dict]:
     windows = values.unfold(0, window + 1, 1)  # (N, W+1): row i holds values i .. i+W
     ends = torch.arange(window, len(values))  # the index of each row's target
     train_rows, test_rows = windows[ends < train_end], windows[ends >= test_start]
-    results = []
-    for number in EXAMPLES:
-        model, lr = build_example(number, seed, cfg.example2_hidden)
-        batch_first = model.recurrent.batch_first  # examples 1 and 2 index the sequence first: (W, N, 1)
+    model, lr = build_example(number, seed, cfg.example2_hidden)
+    batch_first = model.recurrent.batch_first  # examples 1 and 2 index the sequence first: (W, N, 1)
 
-        def split(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            inputs = rows[:, :window, None]
-            return (inputs if batch_first else inputs.transpose(0, 1)), rows[:, window:]
+    def split(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = rows[:, :window, None]
+        return (inputs if batch_first else inputs.transpose(0, 1)), rows[:, window:]
 
-        (x_train, y_train), (x_test, y_test) = split(train_rows), split(test_rows)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        for _ in range(cfg.published_epochs):  # full batches: nothing random after the seeded initialisation
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x_train), y_train)
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            test_mse = float(torch.nn.functional.mse_loss(model(x_test), y_test))
-        results.append({"example": number, "lr": lr, "window": window, "epochs": cfg.published_epochs,
-                        "final_loss": loss.item(), "test_mse": test_mse,
-                        "target_variance": float(y_test.var(unbiased=False))})
-    return results
+    (x_train, y_train), (x_test, y_test) = split(train_rows), split(test_rows)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(cfg.published_epochs):  # full batches: nothing random after the seeded initialisation
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x_train), y_train)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        test_mse = float(torch.nn.functional.mse_loss(model(x_test), y_test))
+    return {"example": number, "lr": lr, "window": window, "epochs": cfg.published_epochs,
+            "final_loss": loss.item(), "test_mse": test_mse, "target_variance": float(y_test.var(unbiased=False))}
 
 
 def corrected_examples(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
@@ -206,3 +200,39 @@ def memory(params: Params, dataset: Dataset) -> list[dict]:
         results.append({"window": window, "architecture": cfg.memory_arch, "test_mse": metrics["test_mse"],
                         "noise_floor_ratio": metrics["noise_floor_ratio"], "noise_variance": (dataset.noise_std or 0) ** 2})
     return results
+
+
+# ---- the parts of the diagnose stage, one DVC stage each (sinernn/answer/measurements.py) ------
+
+
+def published_part(params: Params, inputs: Inputs, item: str) -> dict:
+    """One published example as written: its summary and findings, and its loss curve (for MLflow
+    and the published-losses plot)."""
+    cfg = params.diagnose
+    run = run_example(int(item), seed=params.seed, epochs=cfg.published_epochs, hidden=cfg.example2_hidden)
+    findings = diagnose(run.model, run.inputs, run.targets, run.losses, run.exception)
+    return {"result": {**run.summary(), "findings": [f.as_dict() for f in findings]}, "losses": run.losses}
+
+
+def framing_only_part(params: Params, inputs: Inputs, item: str) -> dict:
+    return framing_only_example(params.diagnose, params.seed, int(item))
+
+
+def corrected_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return corrected_examples(params.diagnose, params.train, params.seed)
+
+
+def gradients_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return gradient_lags(params)
+
+
+def stability_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return stability(params, inputs.dataset(params.diagnose.stability_dataset))
+
+
+def extrapolation_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return extrapolation(params, inputs.dataset(params.diagnose.extrapolation_dataset))
+
+
+def memory_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return memory(params, inputs.dataset(params.diagnose.memory_dataset))

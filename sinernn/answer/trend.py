@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sinernn.answer.measurements import Inputs
 from sinernn.core.config import Params
 from sinernn.core.config_data import PersistenceArch, RecurrentArch
 from sinernn.core.data import Dataset, generate
@@ -46,3 +47,7 @@ def trend_case(params: Params) -> list[dict]:
         results.append({**shared, "architecture": kind, "scaling": scaling, "test_mse": metrics["test_mse"],
                         "rollout_mse": metrics[horizon], "horizon": cfg.trend_horizon})
     return results
+
+
+def trend_part(params: Params, inputs: Inputs, item: None) -> list[dict]:
+    return trend_case(params)

@@ -27,6 +27,7 @@ COMPARISON_DIR = "reports/comparison"  # {dataset}.csv: error by architecture, f
 DIAGNOSIS = "reports/diagnosis"
 DIAGNOSIS_SUMMARY = "reports/diagnosis/summary.json"
 FIGURES = "reports/figures"
+MEASUREMENTS = "reports/measurements/{family}"  # one JSON per measurement (sinernn measure): diagnose/, claims/
 CLAIMS = "reports/claims"
 CLAIMS_SUMMARY = "reports/claims/summary.json"
 CLAIM_FIGURES = "reports/claim_figures"
@@ -42,4 +43,4 @@ def default(template: str, **names: str) -> Path:
 
 def shown(template: str) -> str:
     """The template as a help text shows it: data/processed/DATASET.npz."""
-    return template.replace("{dataset}", "DATASET").replace("{arch}", "ARCH")
+    return template.replace("{dataset}", "DATASET").replace("{arch}", "ARCH").replace("{family}", "FAMILY")

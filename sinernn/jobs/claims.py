@@ -1,44 +1,28 @@
-"""Job of the `claims` stage: one measurement for each claim of the published answer that the
-`diagnose` stage does not already settle (the verdicts: sinernn/answer/claims_verdicts.py)."""
+"""Job of the `claims` stage: the measurement of each claim of the published answer that the
+`diagnose` stage does not already settle, gathered (each is a stage of its own: sinernn/answer/
+measurements.py; the verdicts: sinernn/answer/claims_verdicts.py)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from sinernn.core import data
 from sinernn.core.config import Params
-from sinernn.core.config_data import BASELINE_KINDS
-from sinernn.core.errors import DataError
-from sinernn.core.files import read_output, staged_dir, write_csv, write_json
+from sinernn.core.files import staged_dir, write_csv, write_json
 from sinernn.track.tracking import stage_run
 
 
-def claims_job(params: Params, data_dir: Path, tuned_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
-    """Run every measurement; out_dir/summary.json holds them all, out_dir/*.csv the curves for
-    `dvc plots`, figures_dir/*.png the plots the report links. Both folders are replaced whole, and
-    only when everything succeeded."""
-    import torch
+def claims_job(params: Params, parts_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
+    """Gather every claim's measurement; out_dir/summary.json holds them all, out_dir/*.csv the
+    curves for `dvc plots`, figures_dir/*.png the plots the report links. Both folders are replaced
+    whole, and only when everything succeeded."""
+    from sinernn.answer.claims_memory import order_variant_rows
+    from sinernn.answer.measurements import CLAIMS, DELAY_VARIANTS, gather
 
-    from sinernn.answer import claims, claims_memory
-
-    torch.set_num_threads(params.train.threads)
-    c = params.claims
-    names = {*c.linear_datasets, c.sine_dataset, c.long_window_dataset, c.overfit_dataset}
-    loaded = {name: data.load(data_dir / f"{name}.npz")[0] for name in sorted(names)}
-    summary = {
-        "linear_memory": [row for name in c.linear_datasets
-                          for row in claims.linear_memory(loaded[name], c.linear_lags, _pure_sine(params, name))],
-        "tuning": tuning_studies(params, tuned_dir),
-        "derivatives": claims.derivatives(params),
-        "window_ratio": claims.window_ratio(params),
-        "overfitting": claims.overfitting(params, loaded[c.overfit_dataset]),
-        "delay_variants": claims_memory.delay_variants(params),
-        "on_sine": claims_memory.on_sine(params, loaded[c.sine_dataset]),
-        "activation": claims_memory.activation(params, loaded[c.sine_dataset]),
-        "long_window": claims_memory.long_window(params, loaded[c.long_window_dataset]),
-    }
-    summary = _finite(summary)  # JSON has no NaN: a gradient ratio of a dead cell, say, becomes null
+    parts = gather(params, CLAIMS, parts_dir)
+    variant_rows = [row for variant in DELAY_VARIANTS for row in parts["delay_variants"][variant]]
+    summary = {name: parts[name] for name in ("linear_memory", "tuning", "derivatives", "window_ratio", "overfitting",
+                                              "on_sine", "activation", "long_window")}
+    summary["delay_variants"] = order_variant_rows(variant_rows, params)
     with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
         _write_curves(summary, scratch, figures)
         write_json(scratch / "summary.json", summary)
@@ -49,39 +33,6 @@ def claims_job(params: Params, data_dir: Path, tuned_dir: Path, out_dir: Path, f
             for plot in sorted(figures.iterdir()):
                 mlrun.log_artifact(plot, "plots")
     return summary
-
-
-def _pure_sine(params: Params, name: str) -> bool:
-    """A sine and nothing else: the series whose next value two past values fix exactly."""
-    ds = params.datasets[name]
-    return ds.source == "sine" and not (ds.noise_std or ds.trend or ds.period_drift or ds.noise_drift)
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def tuning_studies(params: Params, tuned_dir: Path) -> list[dict]:
-    """Each tuned study's parameter importances, as the tune stage wrote them beside its best values."""
-    studies = []
-    for dataset in params.run.train_datasets:
-        for arch in params.run.architectures:
-            if params.architectures[arch].kind in BASELINE_KINDS or not params.tune.enabled:
-                continue
-            path = tuned_dir / dataset / f"{arch}.json"
-            if not path.exists():
-                raise DataError(f"{path} is missing: run the tune stage first (dvc repro tune)")
-            tuned = read_output(path)
-            studies.append({"dataset": dataset, "architecture": arch, "importances": tuned.get("importances"),
-                            "best_trial": tuned.get("best_trial"),  # 0: params.yaml's own values won
-                            "n_complete": tuned.get("n_complete"), "objective_spread": tuned.get("objective_spread")})
-    return studies
 
 
 def _write_curves(summary: dict, scratch: Path, figures: Path) -> None:

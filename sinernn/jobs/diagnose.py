@@ -1,4 +1,5 @@
-"""Job of the `diagnose` stage: the published examples run as written, diagnosed and measured."""
+"""Job of the `diagnose` stage: the diagnose measurements gathered into the report's summary and figures;
+and `sinernn diagnose` by hand: a published example, or a setup of params.yaml, diagnosed."""
 
 from __future__ import annotations
 
@@ -11,50 +12,41 @@ from sinernn.core.files import staged_dir, write_csv, write_json
 from sinernn.track.tracking import stage_run
 
 
-def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
-    """Run the published examples and every measurement of the report.
+def diagnose_job(params: Params, parts_dir: Path, out_dir: Path, figures_dir: Path) -> dict:
+    """Gather the diagnose measurements (each a stage of its own: sinernn/answer/measurements.py)
+    into the summary the report is generated from, its curves and figures, and MLflow runs.
 
     out_dir/summary.json    every figure (the report is generated from it)
     out_dir/*.csv           curves: published losses and gradient versus lag (for `dvc plots`), the delay task's runs
     figures_dir/*.png       the curves as images, linked from reports/REPORT.md
     Both folders are replaced whole, and only when everything succeeded.
     """
-    import torch
+    from sinernn.answer import delay
+    from sinernn.answer.measurements import DIAGNOSE, EXAMPLES, gather
 
-    from sinernn.answer import delay, experiments, trend
-
-    torch.set_num_threads(params.train.threads)
     cfg = params.diagnose
-    # Each dataset read once, even when several measurements use the same one.
-    names = {cfg.stability_dataset, cfg.extrapolation_dataset, cfg.memory_dataset}
-    loaded = {name: data.load(data_dir / f"{name}.npz")[0] for name in names}
-
-    summary: dict = {}
+    parts = gather(params, DIAGNOSE, parts_dir)
+    published = [parts["published"][number] for number in EXAMPLES]
+    gradients = parts["gradients"]
+    delay_rows = [row for kind in cfg.delay_architectures for row in parts["delay"][kind]] + parts["delay_forget_bias"]
+    summary = {
+        "published": [example["result"] for example in published],
+        "framing_only": [parts["framing_only"][number] for number in EXAMPLES],
+        "corrected": parts["corrected"],
+        "gradients": [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients],
+        "stability": parts["stability"],
+        "extrapolation": parts["extrapolation"],
+        "memory": parts["memory"],
+        "delay": delay.order_rows(delay_rows, cfg),
+        "delay_settings": delay.settings(cfg),
+        "trend": parts["trend"],
+    }
+    summary["delay_limits"] = delay.lag_limits(summary["delay"])
     with staged_dir(out_dir) as scratch, staged_dir(figures_dir) as figures:
-        published, runs = experiments.published_examples(cfg, params.seed)
-        for result, run in zip(published, runs):
-            tags = {"stage": "diagnose", "dataset": "published", "architecture": f"example{run.number}",
-                    "setup": run.description, "outcome": "crashed" if run.exception else "trained"}
-            with stage_run(params.mlflow.experiment, f"diagnose-published-example{run.number}", tags) as mlrun:
-                mlrun.log_series("train_loss", run.losses)
-                mlrun.log_metrics({"final_loss": result["final_loss"], "target_variance": result["target_variance"]})
-                mlrun.client.set_tag(mlrun.run_id, "exception", result["exception"] or "")
-                mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
-                mlrun.log_dict(result, f"example{run.number}.json")  # MLflow only: summary.json holds it
-        summary["published"] = published
-        summary["framing_only"] = experiments.framing_only(cfg, params.seed)
-        summary["corrected"] = experiments.corrected_examples(cfg, params.train, params.seed)
-        gradients = experiments.gradient_lags(params)
-        summary["gradients"] = [{k: v for k, v in g.items() if k not in ("init", "trained")} for g in gradients]
-        summary["stability"] = experiments.stability(params, loaded[cfg.stability_dataset])
-        summary["extrapolation"] = experiments.extrapolation(params, loaded[cfg.extrapolation_dataset])
-        summary["memory"] = experiments.memory(params, loaded[cfg.memory_dataset])
-        summary["delay"] = delay.delay_task(cfg, params.train, params.seed)
-        summary["delay_limits"] = delay.lag_limits(summary["delay"])
-        summary["delay_settings"] = delay.settings(cfg)
-        summary["trend"] = trend.trend_case(params)
-
-        _write_curves(cfg, runs, gradients, summary, scratch, figures)
+        for example in published:
+            _log_published(params, example["result"], example["losses"])
+        losses = {f"example {e['result']['example']}": e["losses"] for e in published if e["losses"]}
+        _write_curves(cfg, losses, gradients, summary, scratch, figures)
         write_json(scratch / "summary.json", summary)
 
         tags = {"stage": "diagnose", "dataset": "all", "architecture": "all"}
@@ -66,12 +58,24 @@ def diagnose_job(params: Params, data_dir: Path, out_dir: Path, figures_dir: Pat
     return summary
 
 
-def _write_curves(cfg, runs, gradients: list[dict], summary: dict, scratch: Path, figures: Path) -> None:
+def _log_published(params: Params, result: dict, losses: list[float]) -> None:
+    """One MLflow run per published example: its loss curve, how it ended, PyTorch's warnings."""
+    tags = {"stage": "diagnose", "dataset": "published", "architecture": f"example{result['example']}",
+            "setup": result["setup"], "outcome": "crashed" if result["exception"] else "trained"}
+    with stage_run(params.mlflow.experiment, f"diagnose-published-example{result['example']}", tags) as mlrun:
+        mlrun.log_series("train_loss", losses)
+        mlrun.log_metrics({"final_loss": result["final_loss"], "target_variance": result["target_variance"]})
+        mlrun.client.set_tag(mlrun.run_id, "exception", result["exception"] or "")
+        mlrun.client.set_tag(mlrun.run_id, "warnings", " | ".join(result["warnings"])[:5000])
+        mlrun.log_dict(result, f"example{result['example']}.json")  # MLflow only: summary.json holds it
+
+
+def _write_curves(cfg, losses: dict[str, list[float]], gradients: list[dict], summary: dict, scratch: Path,
+                  figures: Path) -> None:
     """The curves as CSVs for `dvc plots` (scratch) and as PNGs for the report (figures)."""
     from sinernn.track.plots import lines, save
 
     published = summary["published"]
-    losses = {f"example {r.number}": r.losses for r in runs if r.losses}
     rows = [{"epoch": e, **{name: (v[e - 1] if e <= len(v) else None) for name, v in losses.items()}}
             for e in range(1, max(map(len, losses.values()), default=0) + 1)]
     write_csv(scratch / "published_losses.csv", rows)
