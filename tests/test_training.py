@@ -57,6 +57,21 @@ def test_training_is_reproducible_for_a_seed(clean):
     assert runs[0] == runs[1] != runs[2]
 
 
+@pytest.mark.parametrize("kind, extra", [("gru", {}), ("transformer", {"d_model": 16, "nhead": 2,
+                                                                      "dim_feedforward": 32})])
+def test_training_with_dropout_is_reproducible_in_a_new_process_too(clean, kind, extra):
+    """Dropout draws from torch's global generator, which every new process seeds at random: two
+    runs of a search (two processes) gave different trial values until training seeded it."""
+    train, val = _sets(clean)
+    cfg = TrainConfig(max_epochs=2, batch_size=32)
+    histories = []
+    for _ in range(2):
+        torch.seed()  # what a new process starts with: a random global generator
+        model = _model(kind, dropout=0.3, **extra)
+        histories.append(train_model(model, train, val, cfg, seed=5).history)
+    assert histories[0] == histories[1]
+
+
 def test_epoch_events_reach_every_callback(clean):
     train, val = _sets(clean)
     seen = []

@@ -101,26 +101,30 @@ def train_model(
     started = time.perf_counter()
 
     progress = tqdm(range(1, cfg.max_epochs + 1), desc=description, disable=None, leave=False)
-    for epoch in progress:
-        train_loss, grad_norm = _train_epoch(model, train, optimizer, max_norm, cfg, generator, epoch)
-        val_loss = mean_loss(model, val)
-        if not math.isfinite(val_loss):
-            raise TrainingDiverged(f"validation loss became {val_loss} at epoch {epoch}; lower train.lr")
-        stats = EpochStats(epoch, train_loss, val_loss, grad_norm, optimizer.param_groups[0]["lr"])
-        result.history.append(stats)
-        progress.set_postfix(train=f"{stats.train_loss:.2e}", val=f"{val_loss:.2e}")
-        for callback in on_epoch or []:
-            callback(stats)
+    # Dropout draws its masks from torch's global generator, which a new process seeds at random:
+    # seeded here (and restored afterwards), a model with dropout trains the same way every time.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for epoch in progress:
+            train_loss, grad_norm = _train_epoch(model, train, optimizer, max_norm, cfg, generator, epoch)
+            val_loss = mean_loss(model, val)
+            if not math.isfinite(val_loss):
+                raise TrainingDiverged(f"validation loss became {val_loss} at epoch {epoch}; lower train.lr")
+            stats = EpochStats(epoch, train_loss, val_loss, grad_norm, optimizer.param_groups[0]["lr"])
+            result.history.append(stats)
+            progress.set_postfix(train=f"{stats.train_loss:.2e}", val=f"{val_loss:.2e}")
+            for callback in on_epoch or []:
+                callback(stats)
 
-        if val_loss < result.best_val_loss:
-            result.best_val_loss, result.best_epoch = val_loss, epoch
-            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-        elif epoch - result.best_epoch >= cfg.patience:
-            break
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
+            if val_loss < result.best_val_loss:
+                result.best_val_loss, result.best_epoch = val_loss, epoch
+                best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+            elif epoch - result.best_epoch >= cfg.patience:
+                break
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_loss)
+            elif scheduler is not None:
+                scheduler.step()
 
     if best_state is not None:
         model.load_state_dict(best_state)

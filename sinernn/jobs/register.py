@@ -18,6 +18,9 @@ def register_job(params: Params, dataset_name: str, data_path: Path, models_dir:
         record = {"dataset": dataset_name, "decision": "registry.enabled is false", "promoted": False}
         write_json(out_path, record)
         return record
+    import torch
+
+    torch.set_num_threads(params.train.threads)  # the gate's scoring, as every stage (jobs/evaluate.py)
     dataset, _ = data.load(data_path)
     results = read_output(eval_path)
     summaries = {arch: read_output(models_dir / arch / "train.json") for arch in results}
