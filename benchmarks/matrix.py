@@ -1,5 +1,6 @@
 """The full matrix, every dataset x every architecture, timed cold: once as one `dvc exp run`, once
-as one queued experiment per dataset run by `dvc queue start -j 2`.
+as one queued experiment per dataset run by `dvc queue start -j 2`, and once by `sinernn repro -j 2`
+(every stage whose inputs are ready at once, docs/performance.md).
 
     make bench-matrix                                (or: .venv/bin/python benchmarks/matrix.py)
     .venv/bin/python benchmarks/matrix.py --set tune.n_trials=2 --set train.max_epochs=3 --json FILE
@@ -78,18 +79,25 @@ def queued_per_dataset(folder: Path, datasets: list[str], jobs: int) -> dict:
     return {"seconds": seconds, "experiments": len(datasets), "jobs": jobs, "failed": failed}
 
 
+def parallel_runner(folder: Path, jobs: int) -> dict:
+    started = time.perf_counter()
+    out = run([sys.executable, "-m", "sinernn.cli", "repro", "-j", str(jobs)], folder).stdout
+    return {"seconds": time.perf_counter() - started, "jobs": jobs, "summary": out.strip().splitlines()[-1],
+            "stages_run": out.count("] ran ")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change a param in the copies, e.g. --set train.max_epochs=3 (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="dvc queue start -j (default: %(default)s)")
-    parser.add_argument("--only", choices=["exp", "queue"], help="time one way only")
+    parser.add_argument("--only", choices=["exp", "queue", "runner"], help="time one way only")
     parser.add_argument("--json", type=Path, help="also write the measurements to this JSON file (with --only: "
                         "into it, beside the other way's, when it holds a run with the same --set)")
     args = parser.parse_args()
 
     results: dict = {"settings": args.set}
-    if args.only != "queue":
+    if args.only in (None, "exp"):
         with tempfile.TemporaryDirectory(prefix="sinernn-matrix-") as folder:
             datasets = prepared_copy(Path(folder), args.set)
             architectures = yaml.safe_load((Path(folder) / "params.yaml").read_text())["run"]["architectures"]
@@ -97,7 +105,15 @@ def main() -> int:
             results["exp_run"] = one_experiment(Path(folder))
             print(f"dvc exp run, {len(datasets)} datasets x {len(architectures)} architectures: "
                   f"{results['exp_run']['seconds']:.0f} s ({results['exp_run']['stages_run']} stages)", flush=True)
-    if args.only != "exp":
+    if args.only in (None, "runner"):
+        with tempfile.TemporaryDirectory(prefix="sinernn-matrix-") as folder:
+            datasets = prepared_copy(Path(folder), args.set)
+            architectures = yaml.safe_load((Path(folder) / "params.yaml").read_text())["run"]["architectures"]
+            results["models"] = len(datasets) * len(architectures)
+            results["runner"] = parallel_runner(Path(folder), args.jobs)
+            print(f"sinernn repro -j {args.jobs}: {results['runner']['seconds']:.0f} s ({results['runner']['stages_run']} "
+                  "stages)", flush=True)
+    if args.only in (None, "queue"):
         with tempfile.TemporaryDirectory(prefix="sinernn-matrix-") as folder:
             datasets = prepared_copy(Path(folder), args.set)
             architectures = yaml.safe_load((Path(folder) / "params.yaml").read_text())["run"]["architectures"]

@@ -10,11 +10,16 @@ gradient clipping at 1.0, 2 threads, no tuning. For each architecture it measure
   bare script  that script's wall clock, `import torch` and data loading included;
   stage loop   the pipeline's own loop (`train_seconds` in train.json);
   stage cmd    `python stages/train.py ...` alone: imports, MLflow run, model export, outputs;
-  stage        `dvc repro --single-item train@bench-ARCH`: what a user waits for,
+  stage        `dvc repro --single-item train@bench-ARCH`: what a user waits for;
+  runner stage the same stage under `sinernn repro` (code that has it): its `dvc repro
+               --single-item` as the runner timed it, the command handed to the resident worker,
+               which imported torch and MLflow once for the whole run,
 
 in a copy of the project (the files git tracks), so your mlflow.db and outputs are untouched.
-Target: stage <= 1.3 x bare loop + 1.5 s. It prints the table and exits 1 if a target is missed;
-nothing here is asserted by a test.
+Target: stage <= 1.3 x bare loop + 1.5 s, judged on the runner stage where the code has the runner
+(that is how `make run` runs a stage). With --epochs 2 the runner stage minus the bare script is a
+stage's fixed cost: at most 4 s. It prints the table and exits 1 if a target is missed; nothing
+here is asserted by a test.
 
     --repeat N    measure each architecture N times, interleaved, and keep each column's median
                   (a single run on this machine moves with the load on its two cores)
@@ -47,7 +52,7 @@ SETTINGS = {"window": 32, "hidden_size": 32, "batch_size": 64, "epochs": 60, "lr
 BENCH_DATASET = {"source": "sine", "period": 64.0, "train": {"scaling": "global"},
                  "n_train": 2867, "n_val": 300, "n_test": 1100}
 RATIO, ALLOWANCE = 1.3, 1.5  # the target: stage <= RATIO * bare loop + ALLOWANCE seconds
-COLUMNS = ("bare_loop", "bare_script", "stage_loop", "stage_cmd", "stage")
+COLUMNS = ("bare_loop", "bare_script", "stage_loop", "stage_cmd", "stage", "runner_stage")
 PROJECT: Path | None = None  # the copy being measured
 
 
@@ -144,15 +149,22 @@ def measure(project: Path, arch: str, tune_stage: str) -> dict:
     # --force: a repeat trains again instead of restoring the outputs from DVC's run cache
     stage_wall, _ = timed(["dvc", "repro", "--force", "--single-item", f"train@bench-{arch}"], project)
     summary = json.loads((project / f"models/bench/{arch}/train.json").read_text())
-    return {"bare_loop": bare["loop_seconds"], "bare_script": bare_wall, "stage_loop": summary["train_seconds"],
-            "stage_cmd": cmd_wall, "stage": stage_wall}
+    row = {"bare_loop": bare["loop_seconds"], "bare_script": bare_wall, "stage_loop": summary["train_seconds"],
+           "stage_cmd": cmd_wall, "stage": stage_wall}
+    if (project / "sinernn/parallel/runner.py").exists():  # the runner's own start-up (the worker) is not the stage's
+        timed([sys.executable, "-m", "sinernn.cli", "repro", "--force", "-j", "1", f"train@bench-{arch}"], project)
+        record = json.loads((project / ".dvc/tmp/sinernn/runs.json").read_text())
+        row["runner_stage"] = record["stages"][f"train@bench-{arch}"]["seconds"]
+    return row
 
 
 def median_row(arch: str, runs: list[dict]) -> dict:
     """Each column's median over the repeats; the target is judged on the medians."""
-    row = {"arch": arch, **{column: statistics.median(run[column] for run in runs) for column in COLUMNS}}
+    row = {"arch": arch, **{column: statistics.median(run[column] for run in runs) for column in COLUMNS
+                            if column in runs[0]}}
     target = RATIO * row["bare_loop"] + ALLOWANCE
-    return {**row, "ratio": row["stage"] / row["bare_loop"], "target": target, "met": row["stage"] <= target,
+    waited = row.get("runner_stage", row["stage"])  # how `make run` runs a stage, where the code has the runner
+    return {**row, "ratio": waited / row["bare_loop"], "target": target, "met": waited <= target,
             "repeats": len(runs), "runs": runs}
 
 
@@ -186,11 +198,11 @@ def main() -> int:
         rows = [median_row(arch, runs[arch]) for arch in args.archs]
 
     print(f"{'':6} {'bare loop':>10} {'bare script':>12} {'stage loop':>11} {'stage cmd':>10} {'stage':>8} "
-          f"{'stage/bare':>11} {'target':>8}")
+          f"{'runner':>8} {'stage/bare':>11} {'target':>8}")
     for r in rows:
         print(f"{r['arch']:6} {r['bare_loop']:9.1f}s {r['bare_script']:11.1f}s {r['stage_loop']:10.1f}s "
-              f"{r['stage_cmd']:9.1f}s {r['stage']:7.1f}s {r['ratio']:10.2f}x {r['target']:7.1f}s "
-              f"{'met' if r['met'] else 'MISSED'}")
+              f"{r['stage_cmd']:9.1f}s {r['stage']:7.1f}s {r.get('runner_stage', math.nan):7.1f}s {r['ratio']:10.2f}x "
+              f"{r['target']:7.1f}s {'met' if r['met'] else 'MISSED'}")
     if args.json:
         code = subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.code, capture_output=True, text=True).stdout.strip()
         args.json.write_text(json.dumps({"settings": SETTINGS, "dataset": BENCH_DATASET, "code": code,
