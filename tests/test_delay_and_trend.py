@@ -45,9 +45,9 @@ def test_a_short_lag_is_learned_and_an_untrained_cell_is_not():
     """The measurement can tell the two apart: 40 epochs learn lag 2, one epoch does not."""
     cfg = PARAMS.diagnose.model_copy(update={"delay_lags": [2, 4], "delay_architectures": ["rnn"], "delay_clips": [1.0],
                                              "delay_forget_bias": None, "delay_samples": 512, "delay_epochs": 40})
-    learned = delay.delay_task(cfg, PARAMS.train, seed=0)
+    learned = delay.delay_cell("rnn", None, cfg, PARAMS.train, seed=0)  # what stage diagnose_delay@rnn runs
     assert [r["lag"] for r in learned] == [2, 4] and learned[0]["learned"], learned
-    barely = delay.delay_task(cfg.model_copy(update={"delay_epochs": 1, "delay_lags": [2, 4]}), PARAMS.train, seed=0)
+    barely = delay.delay_cell("rnn", None, cfg.model_copy(update={"delay_epochs": 1}), PARAMS.train, seed=0)
     assert not barely[0]["learned"] and barely[0]["test_mse"] > 10 * learned[0]["test_mse"]
     assert [r["lag"] for r in barely] == [2], "a cell that failed is not trained at longer lags"
 

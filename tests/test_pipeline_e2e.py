@@ -1,8 +1,9 @@
-"""The real pipeline: `dvc repro` on tiny params in a temporary copy of the project.
+"""The real pipeline: `sinernn repro -j 2` (make run) on tiny params in a temporary copy of the project.
 
 Checks what a user sees: the declared outputs, a DVC metrics file shaped
 {dataset: {arch: {metric: value}}}, rendered plots, one MLflow run per stage job in the embedded
-store at the project root, a no-op second repro, and `dvc exp run --temp` logging to the same store.
+store at the project root, a no-op second repro (`dvc repro` and `sinernn repro`), and
+`dvc exp run --temp` logging to the same store.
 """
 
 import json
@@ -56,7 +57,7 @@ def project(tmp_path_factory):
     _run(["git", "init", "-q"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project"], root)
-    first = _run(["dvc", "repro"], root)
+    first = _run([sys.executable, "-m", "sinernn.cli", "repro", "-j", "2"], root)  # as make run does
     # Commit the results, as a user would: `dvc exp run --temp` starts from the last commit.
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first repro"], root)
@@ -79,7 +80,8 @@ def test_repro_writes_every_declared_output(project):
                  "tuned/clean/lstm.json", "tuned/clean/persistence.json", "optuna/studies.db",
                  "reports/diagnosis/summary.json", "reports/figures/published_losses.png", "reports/REPORT.md",
                  "reports/claims/summary.json", "reports/claim_figures/claims_linear.png",
-                 "reports/registry/clean.json"]:
+                 "reports/measurements/diagnose/delay-rnn.json", "reports/measurements/diagnose/published-3.json",
+                 "reports/measurements/claims/delay_variants-relu.json", "reports/registry/clean.json"]:
         assert (root / path).is_file(), path
 
 
@@ -149,10 +151,24 @@ def test_every_stage_job_is_an_mlflow_run_in_the_root_store(project):
 
 
 def test_a_second_repro_does_nothing(project):
-    root, _ = project
+    root, first = project
+    assert "failed" not in first.stdout and "ran " in first.stdout  # the runner's lines, one per stage
+    assert "did not start" not in first.stdout  # every stage was handed to the resident worker
     again = _run(["dvc", "repro"], root)
     assert "Running stage" not in again.stdout
     assert "Data and pipelines are up to date" in again.stdout
+    assert "up to date" in _run([sys.executable, "-m", "sinernn.cli", "repro"], root).stdout
+
+
+def test_a_stage_run_by_the_resident_worker_writes_what_it_writes_in_its_own_process(project, tmp_path):
+    """The project was built by `sinernn repro`, every stage a fork of its worker; a training
+    reproduced by plain DVC (the command in a process of its own) writes the same bytes."""
+    root, _ = project
+    copy = tmp_path / "alone"
+    shutil.copytree(root, copy, symlinks=True)
+    _run(["dvc", "repro", "--force", "--single-item", "train@clean-lstm"], copy)
+    for output in ("models/clean/lstm/model.pt", "reports/history/clean/lstm.csv"):
+        assert (copy / output).read_bytes() == (root / output).read_bytes(), output
 
 
 def test_the_train_stage_uses_the_tuned_values(project):

@@ -10,6 +10,7 @@ module-level imports, in every other module all of its imports, wherever they ar
 from __future__ import annotations
 
 import ast
+import functools
 import shlex
 from pathlib import Path
 
@@ -184,3 +185,31 @@ def test_the_architecture_page_counts_the_core_modules_stages_import():
             for stage in _stages()]
     text = " ".join((ROOT / "docs/architecture.md").read_text().split())
     assert re.search(rf"\({min(used)} to {max(used)} of its {len(core)} modules\)", text)
+
+
+def test_every_measurement_is_one_stage_whose_matrix_is_the_tables_items():
+    """The measurement stages of dvc.yaml and the table of sinernn/answer/measurements.py name the
+    same measurements and the same items (dvc.yaml cannot read the table, so a test holds them)."""
+    from sinernn.answer.measurements import EXAMPLES, PARTS
+    from sinernn.answer.published import EXAMPLES as PUBLISHED
+    from sinernn.core.config import load_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params(ROOT / "params.yaml")
+    assert EXAMPLES == [str(number) for number in PUBLISHED]
+    found = {}
+    for stage, spec in _stages().items():
+        command, arguments = command_of(stage)
+        if command != "measure":
+            continue
+        name = arguments[0]
+        assert stage == f"{PARTS[name].family}_{name}", stage
+        if PARTS[name].items is None:
+            assert "matrix" not in spec, stage
+        else:
+            (values,) = spec["matrix"].values()
+            if isinstance(values, str):  # ${diagnose.delay_architectures}: a list of params.yaml
+                values = functools.reduce(lambda node, key: node[key], values.strip("${}").split("."), raw)
+            assert [str(value) for value in values] == PARTS[name].items(params), stage
+        found[name] = stage
+    assert set(found) == set(PARTS)

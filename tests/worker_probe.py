@@ -23,6 +23,24 @@ def main(argv: list[str]) -> int:
 
         print(torch.get_num_threads())
         return 0
+    if action == "seeds":  # a new process's random states: drawn at random, not the worker's
+        import random
+
+        import numpy
+        import torch
+
+        print(json.dumps([torch.initial_seed(), int(numpy.random.randint(1 << 30)), random.random()]))
+        return 0
+    if action == "wait-with-child":  # a process of its own under the copy, as tune's workers are
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "60"])
+        print(child.pid, flush=True)
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            return 130
+        return 0
     if action == "kill-myself":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "wait":  # until interrupted; says where it is first

@@ -63,8 +63,12 @@ def order_variant_rows(rows: list[dict], params: Params) -> list[dict]:
 
 def variant_names(params: Params) -> dict[str, str]:
     """The role of each model compared with the one-layer cells (a stage's item) -> its name in `variants`."""
-    names = [name for name in variants(params) if name not in ("lstm", "rnn tanh")]
-    return dict(zip(DELAY_VARIANTS, names))
+    c = params.claims
+    stacked = params.architectures[c.stacked_arch]
+    names = {"stacked": f"lstm {stacked.hidden_size}x{stacked.num_layers}", "wide": f"lstm {c.wide_hidden}x1",
+             "relu": "rnn relu", "transformer": "transformer"}
+    assert list(names) == DELAY_VARIANTS and set(names.values()) <= set(variants(params))
+    return names
 
 
 def delay_variant(params: Params, variant: str) -> list[dict]:

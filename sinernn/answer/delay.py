@@ -43,13 +43,6 @@ def delay_samples(lag: int, n_samples: int, seed: int) -> Framed:
     return Framed(inputs, inputs[:, 0, :].clone())  # (N, 1)
 
 
-def delay_task(cfg: DiagnoseConfig, train: TrainConfig, seed: int) -> list[dict]:
-    """Test MSE at every lag, per cell and clipping setting (one row each), shortest lag first:
-    every cell's chain (delay_cell), in the order of `order_rows`."""
-    chains = [row for kind, forget_bias in cells(cfg) for row in delay_cell(kind, forget_bias, cfg, train, seed)]
-    return order_rows(chains, cfg)
-
-
 def cells(cfg: DiagnoseConfig) -> list[tuple[str, float | None]]:
     """(kind, forget-gate bias) of every cell of the task: the plain ones, then the lstm with its bias."""
     plain = [(kind, None) for kind in cfg.delay_architectures]

@@ -4,7 +4,7 @@ of its own through its `..._part` function (measurements.py); stage `diagnose` g
 sinernn/answer/report.py reads them.
 
     published_part        one of the three examples as written, and what the diagnosis says about it
-    framing_only          the published examples with only the framing changed: windows, nothing else
+    framing_only_example  a published example with only the framing changed: windows, nothing else
     corrected_examples    the same layers on windowed next-step prediction, with the pipeline's loop
     gradient_lags         gradient norm versus lag, rnn/gru/lstm, short and long windows
     stability             learning rate x gradient clipping: which runs explode
@@ -20,7 +20,7 @@ import torch
 from sinernn.answer.diagnosis import diagnose
 from sinernn.answer.gradients import decay_summary, gradient_by_lag
 from sinernn.answer.measurements import Inputs
-from sinernn.answer.published import EXAMPLES, build_example, published_data, run_example
+from sinernn.answer.published import build_example, published_data, run_example
 from sinernn.core.config import Params
 from sinernn.core.config_data import PUBLISHED_SPLITS, RecurrentArch
 from sinernn.core.config_stages import DiagnoseConfig, TrainConfig
@@ -46,11 +46,6 @@ def _published_as_dataset(window: int) -> Dataset:
     splits = {name: Split(values[None, a:b], values[None, a:b], time_[None, a:b].astype(np.float64))
               for name, a, b in zip(("train", "val", "test"), cuts, cuts[1:])}
     return Dataset("published", splits, float(values[: cuts[1]].mean()), float(values[: cuts[1]].std()), 0.0)
-
-
-def framing_only(cfg: DiagnoseConfig, seed: int) -> list[dict]:
-    """Each published example with only its framing changed (framing_only_example), in order."""
-    return [framing_only_example(cfg, seed, number) for number in EXAMPLES]
 
 
 def framing_only_example(cfg: DiagnoseConfig, seed: int, number: int) -> dict:

@@ -31,9 +31,9 @@ def evaluate_job(
     from sinernn.track.plots import bars, lines
 
     # As many torch threads as every other stage (train.threads): a stage beside it under
-    # `sinernn repro -j N` then does not slow it down with threads spinning on a shared core
-    # (measured: 2.5x slower than alone with 2 threads, 1.1x with 1), and the scores do not
-    # depend on -j.
+    # `sinernn repro -j N` then does not slow it down with threads waiting on a shared core
+    # (twice as long as alone with 2 threads, as long with 1: benchmarks/results/evaluate-threads.json),
+    # and the scores do not depend on -j.
     torch.set_num_threads(params.train.threads)
     dataset, manifest = data.load(data_path)
     tracked_data = mlflow_dataset(dataset_name, data_path, manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sinernn.answer.measurements import PARTS, Inputs, measure
+from sinernn.answer.measurements import CLAIMS, PARTS, Inputs, measure
 from sinernn.core.config import Params
 from sinernn.core.errors import SinernnError
 from sinernn.core.files import write_json
@@ -22,7 +22,9 @@ def measure_job(params: Params, name: str, item: str | None, data_dir: Path, tun
         raise SinernnError(f"measurement {name} takes {wanted} (got {item!r})")
     torch.set_num_threads(params.train.threads)
     value = measure(params, name, item, Inputs(data_dir, tuned_dir))
-    write_json(out, {"part": name, "item": item, "value": finite(value)})
+    # A claims measurement may hold a NaN (a gradient ratio of a dead cell), which JSON cannot: null,
+    # as the claims stage did. A diagnose one may not: writing it fails, as it always did.
+    write_json(out, {"part": name, "item": item, "value": finite(value) if part.family == CLAIMS else value})
 
 
 def finite(value):

@@ -9,8 +9,9 @@ forwards Ctrl-C and termination to the copy, and ends the way the copy ended (it
 the same signal), so DVC sees what it would have seen had the command run here.
 
 Only the standard library is imported here: this is the whole cost of a stage's own process.
-No worker (the variable unset, the socket gone, another interpreter): `run_in_worker` returns
-None and the command runs in this process as usual.
+No worker (the variable unset, the socket gone or another user's, the worker refusing: another
+interpreter, say): `run_in_worker` returns None and the command runs in this process as usual. Once
+the request is sent, the command never runs here: a worker that dies is an error (exit 70).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 
 WORKER_ENV = "SINERNN_WORKER"  # the worker's socket, set by `sinernn repro` for its stages
@@ -29,7 +31,7 @@ MESSAGE_SIZE = 1 << 20  # one request: argv, environment and sys.path (SOCK_SEQP
 def request(entry: str, argv: list[str]) -> dict:
     """What the copy needs to run `entry(argv)` as this process would have run it."""
     return {"entry": entry, "argv": argv, "sys_argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-            "path": sys.path, "executable": sys.executable}
+            "path": sys.path, "executable": sys.executable, "prefix": sys.prefix}
 
 
 def run_in_worker(entry: str, argv: list[str]) -> int | None:
@@ -41,15 +43,33 @@ def run_in_worker(entry: str, argv: list[str]) -> int | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         connection.connect(address)
+        if _peer_uid(connection) != os.getuid():  # someone else's socket: it gets neither environment nor streams
+            raise OSError("the worker's socket belongs to another user")
         socket.send_fds(connection, [json.dumps(request(entry, argv)).encode()], [0, 1, 2])
-        reply = json.loads(connection.recv(MESSAGE_SIZE) or b"{}")
-    except (OSError, ValueError):
+    except OSError:
         connection.close()
-        return None  # nothing was started: run here
-    if "pid" not in reply:  # refused (another interpreter, say): run here
+        return None  # nothing was sent: run here
+    try:
+        reply = json.loads(connection.recv(MESSAGE_SIZE))
+    except (OSError, ValueError):
+        reply = {}
+    if "refused" in reply:  # another interpreter, say: nothing was started, run here
         connection.close()
         return None
+    if "pid" not in reply:  # it may have started the command: never run it a second time
+        connection.close()
+        return _worker_gone()
     return _wait(connection, reply["pid"])
+
+
+def _peer_uid(connection: socket.socket) -> int:
+    return struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
+
+
+def _worker_gone() -> int:
+    print("sinernn: error: the resident worker of `sinernn repro` stopped while running this stage; "
+          "run it again", file=sys.stderr)
+    return 70
 
 
 def _streams_open() -> bool:
@@ -62,11 +82,12 @@ def _streams_open() -> bool:
 
 
 def _wait(connection: socket.socket, pid: int) -> int:
-    def forward(signum, frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+    def forward(signum, frame):  # to the copy's process group (it leads one): its children too
+        for send in (os.killpg, os.kill):  # (kill: the copy has not made its group yet)
+            try:
+                return send(pid, signum)
+            except ProcessLookupError:
+                continue
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
@@ -74,10 +95,8 @@ def _wait(connection: socket.socket, pid: int) -> int:
         answer = connection.recv(MESSAGE_SIZE)
     finally:
         connection.close()
-    if not answer:  # the worker died: its children die with it (PR_SET_PDEATHSIG)
-        print("sinernn: error: the resident worker of `sinernn repro` stopped while running this stage; "
-              "run it again", file=sys.stderr)
-        return 70
+    if not answer:  # the worker died: its copies die with it (PR_SET_PDEATHSIG)
+        return _worker_gone()
     status = json.loads(answer)["status"]
     if os.WIFSIGNALED(status):  # end the same way, so that DVC reports the same signal
         signum = os.WTERMSIG(status)

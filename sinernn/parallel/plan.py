@@ -38,9 +38,10 @@ def plan(root: Path, targets: list[str] | None = None, cores: tuple[int, ...] = 
 
 
 def describe(result: dict) -> str:
+    bound = (f" (no number of cores beats it: at most {result['speedup_bound']}x faster than one core)"
+             if result["speedup_bound"] else "")
     lines = [f"{result['stages']} stages; total work {result['total_work_seconds']:.1f} s; critical path "
-             f"{result['critical_path_seconds']:.1f} s (no number of cores beats it: at most "
-             f"{result['speedup_bound']}x faster than one core)"]
+             f"{result['critical_path_seconds']:.1f} s{bound}"]
     if result["unmeasured"]:
         lines.append(f"not measured yet (counted as 0 s; run them once with `sinernn repro`): "
                      f"{', '.join(result['unmeasured'])}")

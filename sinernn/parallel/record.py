@@ -18,6 +18,7 @@ from pathlib import Path
 
 RECORD = Path(".dvc/tmp/sinernn/runs.json")
 LOGS = Path(".dvc/tmp/sinernn/logs")
+LOCK = Path(".dvc/tmp/sinernn/runner.lock")  # held by the one `sinernn repro` that runs the project
 KEEP_RUNS = 20
 
 

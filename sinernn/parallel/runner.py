@@ -22,6 +22,7 @@ Why this and not an existing engine: docs/performance.md.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -37,25 +38,14 @@ from typing import TextIO
 from sinernn.core.errors import SinernnError
 from sinernn.parallel import graph, record
 from sinernn.parallel.handoff import WORKER_ENV
+from sinernn.parallel.stage_log import summary, tail
 from sinernn.parallel.worker import resident_worker
 from sinernn.parallel.schedule import remaining_path
 
 POLL_SECONDS = 0.05
+EXIT_RUNNING = 75  # EX_TEMPFAIL: another runner holds the project (as `sinernn retrain` answers)
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # passed on to the running stages
 STOP_GRACE_SECONDS = 30  # after Ctrl-C, how long running stages get to stop before they are killed
-# What DVC and the libraries' loggers print around a stage's own output
-NOT_THE_STAGE = re.compile(r"^(Running stage|> |Updating lock file|Generating lock file|Use `dvc push`|To track the "
-                           r"changes|\s*git add|To enable auto staging|Verifying data sources|Stage '.*' (didn't change|"
-                           r"is cached)|ERROR: failed to reproduce|\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARNING) )")
-
-
-class Stopped(Exception):
-    """SIGTERM or SIGHUP reached the runner: stop the stages as for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 @dataclass
 class Running:
     stage: str
@@ -90,6 +80,22 @@ def dvc_executable() -> str:
 def reproduce(root: Path, targets: list[str] | None = None, jobs: int | None = None, force: bool = False,
               keep_going: bool = False, use_worker: bool = True, dry: bool = False, out: TextIO = sys.stdout) -> int:
     """Reproduce the pipeline at `root` (or the targets and what they read from); the exit code."""
+    if dry:
+        return _reproduce(root, targets, jobs, force, keep_going, use_worker, dry, out)
+    (root / record.LOCK).parent.mkdir(parents=True, exist_ok=True)
+    with (root / record.LOCK).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Two runners would start the same stages, and DVC's rwlock would fail one at random.
+            print(f"sinernn repro: another `sinernn repro` is running in {root}; wait for it to finish", file=out)
+            return EXIT_RUNNING
+        return _reproduce(root, targets, jobs, force, keep_going, use_worker, dry, out)
+
+
+def _reproduce(root: Path, targets, jobs, force: bool, keep_going: bool, use_worker: bool, dry: bool,
+               out: TextIO) -> int:
+    begun = time.monotonic()
     jobs = jobs or available_cores()
     dvc = dvc_executable()
     pipeline, names = graph.load(root, targets)
@@ -114,7 +120,7 @@ def reproduce(root: Path, targets: list[str] | None = None, jobs: int | None = N
         outcomes, stopped_by = _run(root, dvc, pipeline, todo, priority, jobs, force, keep_going, env, started, out)
     wall = time.monotonic() - started
     _remember(root, outcomes, jobs, wall, targets, force)
-    code = _report(outcomes, jobs, wall, out)
+    code = _report(outcomes, jobs, wall, started - begun, out)
     if stopped_by:
         print(f"sinernn repro: stopped by {signal.Signals(stopped_by).name}; the stages that finished are "
               "recorded in dvc.lock, the others left their outputs as they were", file=out)
@@ -140,20 +146,24 @@ def _own_group_and_lifetime() -> None:
 
 
 def _run(root, dvc, pipeline, todo, priority, jobs, force, keep_going, env, started, out) -> tuple[list[Outcome], int]:
-    """Run the stages; (their outcomes, the signal that stopped the run or 0)."""
+    """Run the stages; (their outcomes, the signal that stopped the run or 0).
+
+    Ctrl-C, SIGTERM and SIGHUP only set a flag here (an exception could land between starting a
+    stage and noting it): the loop then passes the signal on, and a second one kills at once."""
     pending, running, outcomes = list(todo), {}, []
     stopping = False
+    signals: list[int] = []
     logs = root / record.LOGS
     logs.mkdir(parents=True, exist_ok=True)
-    previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, lambda signum, frame: signals.append(signum)) for signum in STOPPING}
     try:
-        while pending or running:
+        while (pending or running) and not signals:
             if not stopping:
                 busy = set(pending) | set(running)
                 ready = sorted((s for s in pending if not pipeline.upstream[s] & busy), key=lambda s: -priority[s])
                 for stage in ready[: jobs - len(running)]:
-                    pending.remove(stage)
                     running[stage] = _start(stage, dvc, force, root, env, logs)
+                    pending.remove(stage)
                     print(f"[{_clock(started)}] started  {stage}", file=out, flush=True)
             finished = _finished(running)
             if not finished:
@@ -165,7 +175,7 @@ def _run(root, dvc, pipeline, todo, priority, jobs, force, keep_going, env, star
                 print(f"[{_clock(started)}] {outcome.state:<8} {run.stage}  {outcome.seconds:.1f} s"
                       f"{'  ' + outcome.summary if outcome.summary else ''}", file=out, flush=True)
                 if outcome.state == "failed":
-                    print(_tail(run.log), file=out, flush=True)
+                    print(tail(run.log), file=out, flush=True)
                     for stage in sorted(pipeline.descendants({run.stage}) & set(pending)):
                         pending.remove(stage)
                         outcomes.append(Outcome(stage, "not run", summary=f"after {run.stage} failed"))
@@ -173,23 +183,18 @@ def _run(root, dvc, pipeline, todo, priority, jobs, force, keep_going, env, star
             if stopping and not running:
                 outcomes += [Outcome(stage, "not run", summary="stopped after a failure") for stage in pending]
                 pending.clear()
-    except (KeyboardInterrupt, Stopped) as exc:
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        print(f"sinernn repro: {signal.Signals(signum).name}: stopping {len(running)} running stage(s)", file=out,
-              flush=True)
-        stopping_now = list(running.values())
-        _stop(running, signum)
-        outcomes += [_outcome(run) for run in stopping_now]
-        outcomes += [Outcome(stage, "not run", summary="stopped") for stage in pending]
-        return outcomes, signum
+        if signals:
+            print(f"sinernn repro: {signal.Signals(signals[0]).name}: stopping {len(running)} running stage(s) "
+                  f"(again to kill them at once)", file=out, flush=True)
+            stopped = list(running.values())
+            _stop(running, signals)
+            outcomes += [_outcome(run) for run in stopped]
+            outcomes += [Outcome(stage, "not run", summary="stopped") for stage in pending]
+            return outcomes, signals[0]
     finally:
-        for previous_signum, handler in previous.items():
-            signal.signal(previous_signum, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return outcomes, 0
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
 
 
 def _start(stage: str, dvc: str, force: bool, root: Path, env: dict, logs: Path) -> Running:
@@ -213,35 +218,22 @@ def _outcome(run: Running) -> Outcome:
     text = run.log.read_text(errors="replace")
     code = run.process.returncode
     if code != 0:
-        failed = re.search(r"exited with (-?\d+)", text)  # DVC's message names the command's own code
-        stage_code = int(failed.group(1)) if failed else 1
+        failed = re.findall(r"exited with (-?\d+)", text)  # DVC's last message names the command's own code
+        stage_code = int(failed[-1]) if failed else 1
         return Outcome(run.stage, "failed", run.seconds, 128 - stage_code if stage_code < 0 else stage_code or 1,
-                       _summary(text, failed=True))
+                       summary(text, failed=True))
     state = ("unchanged" if "didn't change, skipping" in text else
              "restored" if "is cached - skipping run" in text else "ran")
-    return Outcome(run.stage, state, run.seconds, 0, _summary(text) if state == "ran" else "")
+    return Outcome(run.stage, state, run.seconds, 0, summary(text) if state == "ran" else "")
 
 
-def _summary(text: str, failed: bool = False) -> str:
-    """The stage's own last line (a failing stage's error), without DVC's lines around it."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not NOT_THE_STAGE.match(line)]
-    if failed:
-        lines = [line for line in lines if "error" in line.lower()] or lines or [
-            line.strip() for line in text.splitlines() if line.startswith("ERROR")]
-    return lines[-1][:160] if lines else ""
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    text = log.read_text(errors="replace").rstrip().splitlines()[-lines:]
-    return "\n".join(f"    | {line}" for line in text) + f"\n    (whole log: {log})"
-
-
-def _stop(running: dict[str, Running], signum: int) -> None:
-    """Pass the signal to every running stage's group; kill those still there after the grace."""
+def _stop(running: dict[str, Running], signals: list[int]) -> None:
+    """Pass the signal to every running stage's group; kill those still there after the grace,
+    or as soon as a second signal comes."""
     for run in running.values():
-        _signal_group(run.process, signum)
+        _signal_group(run.process, signals[0])
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while running and time.monotonic() < deadline:
+    while running and time.monotonic() < deadline and len(signals) == 1:
         if not _finished(running):
             time.sleep(POLL_SECONDS)
     for run in list(running.values()):
@@ -274,13 +266,14 @@ def _remember(root: Path, outcomes: list[Outcome], jobs: int, wall: float, targe
                               "targets": targets or [], "force": force})
 
 
-def _report(outcomes: list[Outcome], jobs: int, wall: float, out: TextIO) -> int:
+def _report(outcomes: list[Outcome], jobs: int, wall: float, setup: float, out: TextIO) -> int:
     counts = {state: sum(o.state == state for o in outcomes) for state in ("ran", "restored", "unchanged", "failed",
                                                                           "not run")}
     busy = sum(o.seconds for o in outcomes)
     shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     print(f"sinernn repro: {shown}; {wall:.1f} s with -j {jobs} (stages busy {busy:.1f} s, "
-          f"{busy / wall if wall else 0:.2f} at a time)", file=out)
+          f"{busy / wall if wall else 0:.2f} at a time), after {setup:.1f} s of DVC's status and the worker's start",
+          file=out)
     failed = [o for o in outcomes if o.state == "failed"]
     for outcome in failed:
         print(f"sinernn repro: stage {outcome.stage} failed (exit {outcome.exit_code}): {outcome.summary}", file=out)

@@ -24,8 +24,6 @@ killed, with its process group, when the stage process that handed it over disap
 from __future__ import annotations
 
 import argparse
-import atexit
-import ctypes
 import importlib
 import json
 import os
@@ -38,12 +36,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from sinernn.parallel.handoff import MESSAGE_SIZE
+from sinernn.parallel.handoff import FORWARDED, MESSAGE_SIZE
+from sinernn.parallel.stage_copy import become, die_with_parent
 
 # What stages import that costs seconds: loaded once here, shared by every fork. (Order: torch
 # before MLflow, which imports it when present.)
@@ -53,7 +51,7 @@ PRELOAD = (
     "mlflow", "mlflow.pyfunc", "mlflow.models", "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store", "optuna",
 )
-PR_SET_PDEATHSIG = 1
+CLI_ENTRY = "sinernn.cli:main_in_process"  # what a stage's `sinernn.cli.main` hands over
 DEFAULT_THREADS = 1  # torch's thread count with no OMP_NUM_THREADS, taken after the preload
 
 
@@ -69,17 +67,20 @@ def preload() -> None:
 
 
 @contextmanager
-def resident_worker(root: Path, env: dict[str, str], enabled: bool, out: TextIO) -> Iterator[str | None]:
-    """Start the worker for one run of the runner and yield its socket; None when it is off or did not start."""
+def resident_worker(root: Path, env: dict[str, str], enabled: bool, out: TextIO,
+                    entries: tuple[str, ...] = (CLI_ENTRY,)) -> Iterator[str | None]:
+    """Start the worker for one run of the runner and yield its socket; None when it is off or did not start.
+    entries: what stages may ask it to run (the sinernn command line)."""
     if not enabled:
         yield None
         return
     folder = tempfile.mkdtemp(prefix="sinernn-worker-")  # mode 0700: this user's processes only
     address = os.path.join(folder, "socket")
     own_env = {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}  # each copy applies its stage's
-    process = subprocess.Popen([sys.executable, "-m", "sinernn.parallel.worker", "--socket", address,
-                                "--parent", str(os.getpid())], cwd=root, env=own_env, stdout=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, text=True)
+    command = [sys.executable, "-m", "sinernn.parallel.worker", "--socket", address, "--parent", str(os.getpid()),
+               *(f"--entry={entry}" for entry in entries)]
+    process = subprocess.Popen(command, cwd=root, env=own_env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               text=True)
     try:
         ready = process.stdout.readline().strip() == "ready"
         if not ready:
@@ -97,20 +98,15 @@ def resident_worker(root: Path, env: dict[str, str], enabled: bool, out: TextIO)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def die_with_parent(signum: int = signal.SIGKILL) -> None:
-    """Be sent `signum` when the process that started this one exits (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
-    except (OSError, AttributeError):
-        pass
-
-
-def serve(address: str, parent: int) -> None:
+def serve(address: str, parent: int, entries: list[str]) -> None:
+    """Serve until the runner stops: each request runs one of `entries` ("module:function") in a copy."""
     die_with_parent(signal.SIGTERM)
     if os.getppid() != parent:  # the runner was gone before prctl took effect
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches each stage through its own process
     preload()
+    # Python threads hold Python's locks: a fork copies none of them running. (Native threads:
+    # numpy's OpenBLAS and jemalloc start idle pools at import, and reset them in a forked child.)
     if threading.active_count() > 1:
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         print(f"sinernn: worker not started: importing left threads running ({names}); forking is unsafe",
@@ -119,9 +115,12 @@ def serve(address: str, parent: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(address)
     listener.listen(64)
+    worker = os.getpid()
     copies: dict[int, socket.socket] = {}  # pid -> the connection of the stage it runs for
 
     def stop(signum, frame):
+        if os.getpid() != worker:  # a copy between its fork and its own handlers: not the worker's to stop
+            return
         for pid in copies:
             _kill_group(pid)
         sys.exit(0)
@@ -133,27 +132,38 @@ def serve(address: str, parent: int) -> None:
     while True:
         for key, _ in selector.select(timeout=0.05):
             if key.fileobj is listener:
-                _accept(listener, selector, copies)
-            else:  # the stage process closed its end: it was killed; so is its copy
-                pid = key.data
-                if copies.get(pid) is key.fileobj and not key.fileobj.recv(1):
-                    _kill_group(pid)
-                    selector.unregister(key.fileobj)
+                try:
+                    _accept(listener, selector, copies, entries)
+                except Exception as exc:  # one bad request must not stop the stages of the others
+                    print(f"sinernn: worker: a request failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                _hung_up(key, selector, copies)
         _reap(selector, copies)
 
 
-def _accept(listener: socket.socket, selector, copies: dict[int, socket.socket]) -> None:
+def _hung_up(key, selector, copies: dict[int, socket.socket]) -> None:
+    """The stage process closed its end (or reset it): it was killed, and so is its copy."""
+    try:
+        gone = not key.fileobj.recv(1)
+    except OSError:
+        gone = True
+    if gone:
+        if copies.get(key.data) is key.fileobj:
+            _kill_group(key.data)
+        selector.unregister(key.fileobj)
+
+
+def _accept(listener: socket.socket, selector, copies: dict[int, socket.socket], entries: list[str]) -> None:
     connection, _ = listener.accept()
-    _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    connection.settimeout(5)  # a client that connects and says nothing must not hold the worker up
     try:
         message, fds, _, _ = socket.recv_fds(connection, MESSAGE_SIZE, 3)
         request = json.loads(message)
     except (OSError, ValueError):
+        _reply(connection, {"refused": "unreadable request"})
         connection.close()
         return
-    refusal = ("another user" if uid != os.getuid() else "another interpreter"
-               if os.path.realpath(request.get("executable", "")) != os.path.realpath(sys.executable)
-               else "" if len(fds) == 3 else "no standard streams")
+    refusal = _refusal(connection, request, fds, entries)
     if refusal:
         _reply(connection, {"refused": refusal})
         for fd in fds:
@@ -162,14 +172,41 @@ def _accept(listener: socket.socket, selector, copies: dict[int, socket.socket])
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    # The copy runs the worker's signal handlers until it installs its own: block the signals a
+    # stage process forwards until then (they stay pending and reach the copy's own handlers).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _reply(connection, {"refused": f"fork failed: {exc}"})
+        connection.close()
+        return
     if pid == 0:
-        _become(request, fds, [listener, *copies.values(), connection])
+        become(request, fds, [listener, *copies.values(), connection], blocked, DEFAULT_THREADS)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     for fd in fds:
         os.close(fd)
     copies[pid] = connection
+    connection.settimeout(None)
     _reply(connection, {"pid": pid})
     selector.register(connection, selectors.EVENT_READ, pid)
+
+
+def _refusal(connection: socket.socket, request, fds: list[int], entries: list[str]) -> str:
+    """Why this request is not run here ("" when it is): only this user's processes, this virtual
+    environment's interpreter, and the entry points the runner named."""
+    _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    if uid != os.getuid():
+        return "another user"
+    if not isinstance(request, dict) or len(fds) != 3:
+        return "not a request with the three standard streams"
+    if (os.path.realpath(str(request.get("executable"))) != os.path.realpath(sys.executable)
+            or os.path.realpath(str(request.get("prefix"))) != os.path.realpath(sys.prefix)):
+        return "another interpreter or environment"
+    if request.get("entry") not in entries:
+        return f"entry {request.get('entry')!r} is not one the runner named"
+    return ""
 
 
 def _reap(selector, copies: dict[int, socket.socket]) -> None:
@@ -203,76 +240,14 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _become(request: dict, fds: list[int], sockets: list[socket.socket]) -> None:
-    """In the forked copy: take on the stage's streams, folder, environment and arguments, run
-    the command as `sinernn.cli` would, and exit with its code. Never returns."""
-    code = 70
-    try:
-        os.setsid()
-        die_with_parent()
-        for sock in sockets:
-            sock.close()
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.path[:] = request["path"]
-        sys.argv[:] = request["sys_argv"]
-        for name in [name for name in sys.modules if name == "sinernn" or name.startswith("sinernn.")]:
-            del sys.modules[name]  # the project's code comes from disk, as it is now
-        importlib.invalidate_caches()
-        _as_a_new_process()
-        _standard_streams()
-        module, _, function = request["entry"].partition(":")
-        code = getattr(importlib.import_module(module), function)(request["argv"])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        # As the interpreter ends: wait for non-daemon threads, run the exit handlers, flush.
-        try:
-            threading._shutdown()
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-def _as_a_new_process() -> None:
-    """Undo what a preloaded package fixed when the worker imported it, from the worker's
-    environment and not the stage's: torch's thread count (OMP_NUM_THREADS, read at import) and
-    its global random seed (random in every new process; here it would be the worker's, shared)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else DEFAULT_THREADS)
-    torch.seed()
-
-
-def _standard_streams() -> None:
-    """New sys.stdin/stdout/stderr on fds 0-2, buffered as Python buffers a new process's."""
-    encoding = sys.stdout.encoding
-    sys.stdin = sys.__stdin__ = open(0, "r", encoding=encoding, closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding,
-                                       closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, encoding=encoding, errors="backslashreplace",
-                                       closefd=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="The resident worker of `sinernn repro` (started by it).")
     parser.add_argument("--socket", required=True, help="the Unix socket to listen on")
     parser.add_argument("--parent", type=int, required=True, help="the runner's pid: the worker stops with it")
+    parser.add_argument("--entry", action="append", required=True, metavar="MODULE:FUNCTION",
+                        help="what a stage may ask the worker to run (repeatable)")
     args = parser.parse_args()
-    serve(args.socket, args.parent)
+    serve(args.socket, args.parent, args.entry)
 
 
 if __name__ == "__main__":
