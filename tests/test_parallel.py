@@ -10,6 +10,7 @@ tests/test_pipeline_e2e.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -106,6 +107,37 @@ def test_independent_stages_run_at_once_and_dvc_lock_is_what_a_serial_repro_writ
     # what `sinernn plan` reads: every stage's time, and the run
     record = json.loads((root / ".dvc/tmp/sinernn/runs.json").read_text())
     assert set(record["stages"]) == set(STAGES) and record["runs"][-1]["stages"] == {"ran": 5}
+
+
+def test_a_changed_data_file_is_saved_and_cached_as_dvc_repro_does(tmp_path):
+    """A `.dvc` data file is a stage of the pipeline: a new snapshot of the file gets its new hash in
+    the .dvc file and a place in the cache, so that a plain `dvc repro` after it has nothing to do."""
+    root = _project(tmp_path / "project")
+    (root / "raw.txt").write_text("first snapshot\n")
+    subprocess.run(["dvc", "add", "-q", "raw.txt"], cwd=root, env=_env(), check=True)
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    pipeline["stages"]["a"]["deps"].append("raw.txt")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    assert _repro(root, "jobs=2").returncode == 0
+    (root / "raw.txt").write_text("second snapshot\n")
+    result = _repro(root, "jobs=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    saved = yaml.safe_load((root / "raw.txt.dvc").read_text())["outs"][0]["md5"]
+    assert saved == hashlib.md5(b"second snapshot\n").hexdigest()
+    assert (root / ".dvc/cache/files/md5" / saved[:2] / saved[2:]).exists()
+    again = subprocess.run(["dvc", "repro"], cwd=root, env=_env(), capture_output=True, text=True)
+    assert "Data and pipelines are up to date" in again.stdout, again.stdout
+
+
+def test_a_stage_whose_run_is_in_dvcs_run_cache_is_restored_not_run(tmp_path, serial_lock):
+    root = _project(tmp_path / "project")
+    assert _repro(root, "jobs=2").returncode == 0
+    (root / "b.txt").unlink()
+    (root / "timeline/b.json").unlink()
+    result = _repro(root, "jobs=2")
+    assert result.returncode == 0 and "restored b" in " ".join(result.stdout.split()), result.stdout
+    assert (root / "b.txt").exists() and not (root / "timeline/b.json").exists()  # checked out, not run
+    assert _lock(root) == serial_lock
 
 
 def test_one_job_runs_one_stage_at_a_time(tmp_path, serial_lock):

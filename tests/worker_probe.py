@@ -43,9 +43,9 @@ def main(argv: list[str]) -> int:
         return 0
     if action == "kill-myself":
         os.kill(os.getpid(), signal.SIGKILL)
-    if action == "wait":  # until interrupted; says where it is first
-        print(os.getpid(), flush=True)
-        try:
+    if action == "wait":  # until interrupted; says where it is first (inside the try: the test
+        try:                # interrupts as soon as it has read the line)
+            print(os.getpid(), flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             print("interrupted", flush=True)

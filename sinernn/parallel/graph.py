@@ -56,8 +56,9 @@ class Pipeline:
 
 
 def load(root: Path, targets: list[str] | None = None, status: bool = True) -> tuple[Pipeline, list[str]]:
-    """The pipeline of the DVC project at `root` (stages with a command; a `.dvc` data file is no
-    step to run), and the targets as stage names (`train` stands for every train@... stage).
+    """The pipeline of the DVC project at `root`, and the targets as stage names (`train` stands for
+    every train@... stage). A `.dvc` data file is a stage too, as in `dvc repro`: when its file
+    changed (or is not in the cache yet), DVC verifies it, saves its new hash and caches it.
     status=False: leave `changed` empty (the graph alone is quick; DVC's status hashes the deps)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo, lock_repo
@@ -72,7 +73,7 @@ def load(root: Path, targets: list[str] | None = None, status: bool = True) -> t
         # and would otherwise read dvc.yaml and dvc.lock twice.
         with lock_repo(repo):
             graph = repo.index.graph  # edges point from a stage to the stages it depends on
-            stages = {stage.addressing: stage for stage in graph.nodes if stage.cmd}
+            stages = {stage.addressing: stage for stage in graph.nodes}
             upstream = {name: frozenset(dep.addressing for dep in graph.successors(stage) if dep.addressing in stages)
                         for name, stage in stages.items()}
             names = [name for target in targets or [] for name in _resolve(target, stages)]

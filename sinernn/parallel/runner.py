@@ -198,7 +198,7 @@ def _run(root, dvc, pipeline, todo, priority, jobs, force, keep_going, env, star
 
 
 def _start(stage: str, dvc: str, force: bool, root: Path, env: dict, logs: Path) -> Running:
-    log = logs / f"{stage}.log"
+    log = logs / f"{stage.replace('/', '_')}.log"  # a .dvc data file's stage is a path
     command = [dvc, "--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage]
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=handle,
