@@ -22,7 +22,7 @@ Errors meant for the user (bad params, missing or corrupt data, a diverging run,
 tracking server) print one line and exit non-zero; nothing half-written is left behind. Exit codes:
 2 bad input, 3 diverged, 4 tracking store unreachable, 74 no space left on the disk, 70 an unexpected
 error (a bug); `retrain` adds 0 promoted, 1 kept, 75 another retrain is running; `repro` exits with
-the code of the first stage that failed, 130 when interrupted.
+the code of the first stage that failed, 130 on Ctrl-C (128 + the signal for SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations

@@ -110,23 +110,33 @@ def test_independent_stages_run_at_once_and_dvc_lock_is_what_a_serial_repro_writ
 
 
 def test_a_changed_data_file_is_saved_and_cached_as_dvc_repro_does(tmp_path):
-    """A `.dvc` data file is a stage of the pipeline: a new snapshot of the file gets its new hash in
-    the .dvc file and a place in the cache, so that a plain `dvc repro` after it has nothing to do."""
+    """A `.dvc` data file is a stage of the pipeline (named by its path, as data/external/sample.csv.dvc
+    is): a new snapshot of the file gets its new hash in the .dvc file and a place in the cache, so
+    that a plain `dvc repro` after it has nothing to do."""
     root = _project(tmp_path / "project")
-    (root / "raw.txt").write_text("first snapshot\n")
-    subprocess.run(["dvc", "add", "-q", "raw.txt"], cwd=root, env=_env(), check=True)
+    (root / "data").mkdir()
+    (root / "data/raw.txt").write_text("first snapshot\n")
+    subprocess.run(["dvc", "add", "-q", "data/raw.txt"], cwd=root, env=_env(), check=True)
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
-    pipeline["stages"]["a"]["deps"].append("raw.txt")
+    pipeline["stages"]["a"]["deps"].append("data/raw.txt")
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     assert _repro(root, "jobs=2").returncode == 0
-    (root / "raw.txt").write_text("second snapshot\n")
+    (root / "data/raw.txt").write_text("second snapshot\n")
     result = _repro(root, "jobs=2")
     assert result.returncode == 0, result.stdout + result.stderr
-    saved = yaml.safe_load((root / "raw.txt.dvc").read_text())["outs"][0]["md5"]
+    assert (root / ".dvc/tmp/sinernn/logs/data_raw.txt.dvc.log").exists()  # its log, by its path
+    saved = yaml.safe_load((root / "data/raw.txt.dvc").read_text())["outs"][0]["md5"]
     assert saved == hashlib.md5(b"second snapshot\n").hexdigest()
     assert (root / ".dvc/cache/files/md5" / saved[:2] / saved[2:]).exists()
     again = subprocess.run(["dvc", "repro"], cwd=root, env=_env(), capture_output=True, text=True)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
+    # named by its path on the command line too, and in the plan
+    targeted = _repro(root, "targets=['data/raw.txt.dvc']", "force=True")
+    assert targeted.returncode == 0 and "1 ran" in targeted.stdout, targeted.stdout
+    code = ("from pathlib import Path; from sinernn.parallel.plan import plan, describe; "
+            "print(describe(plan(Path.cwd(), ['data/raw.txt.dvc'])))")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=root, env=_env(), capture_output=True, text=True)
+    assert shown.returncode == 0 and "data/raw.txt.dvc" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_a_stage_whose_run_is_in_dvcs_run_cache_is_restored_not_run(tmp_path, serial_lock):

@@ -68,7 +68,8 @@ def load(root: Path, targets: list[str] | None = None, status: bool = True) -> t
     except DvcException as exc:
         raise SinernnError(f"{root} is not a DVC project ({exc})") from None
     try:
-        repair_rwlock(repo)
+        if status:  # what runs stages repairs (`sinernn plan` only reads the graph)
+            repair_rwlock(repo)
         # One lock for the graph and the status: DVC drops its index each time it takes the lock,
         # and would otherwise read dvc.yaml and dvc.lock twice.
         with lock_repo(repo):

@@ -218,7 +218,8 @@ def _outcome(run: Running) -> Outcome:
     text = run.log.read_text(errors="replace")
     code = run.process.returncode
     if code != 0:
-        failed = re.findall(r"exited with (-?\d+)", text)  # DVC's last message names the command's own code
+        # DVC's own error line names the command's code (not a line the stage printed itself)
+        failed = re.findall(r"^ERROR: failed to reproduce .*, exited with (-?\d+)$", text, re.M)
         stage_code = int(failed[-1]) if failed else 1
         return Outcome(run.stage, "failed", run.seconds, 128 - stage_code if stage_code < 0 else stage_code or 1,
                        summary(text, failed=True))

@@ -1,6 +1,6 @@
 """The resident worker of `sinernn repro`: the heavy imports paid once, each stage a fork of them.
 
-A stage's own process costs about 5 s before it does any work: `import torch`, torch._dynamo (which
+A stage's own process pays its imports before it does any work: `import torch`, torch._dynamo (which
 the first optimizer step and torch.export import), MLflow and its SQLite store, scikit-learn
 (docs/performance.md). `sinernn repro` starts this process once per run; it imports those packages,
 then listens on a Unix socket in a private folder (mode 0700, and only this user's processes are
