@@ -274,6 +274,14 @@ def test_a_second_ctrl_c_kills_the_stages_that_did_not_stop(tmp_path):
     assert not (root / "b.txt").exists()
 
 
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (it may vanish between two looks)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _wait_for(condition, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -398,7 +406,7 @@ def test_ctrl_c_reaches_the_copy_and_a_killed_stage_process_takes_its_copy_along
     copy = int(process.stdout.readline())
     process.kill()
     process.wait()
-    _wait_for(lambda: not psutil.pid_exists(copy) or psutil.Process(copy).status() == psutil.STATUS_ZOMBIE, 10)
+    _wait_for(lambda: _ended(copy), 10)
 
 
 def test_each_copy_starts_with_random_states_of_its_own_as_a_new_process_does(worker):
@@ -414,7 +422,7 @@ def test_ctrl_c_reaches_the_processes_a_copy_started(worker):
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
     assert process.returncode == 130
-    _wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE, 10)
+    _wait_for(lambda: _ended(child), 10)
 
 
 def test_the_worker_runs_only_the_entry_points_the_runner_named(worker):
@@ -435,7 +443,7 @@ def test_a_worker_that_dies_under_a_stage_fails_the_stage_and_never_runs_it_twic
         os.kill(worker_pid, signal.SIGKILL)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 70 and "resident worker" in err and "interrupted" not in out
-    _wait_for(lambda: not psutil.pid_exists(copy) or psutil.Process(copy).status() == psutil.STATUS_ZOMBIE, 10)
+    _wait_for(lambda: _ended(copy), 10)
 
 
 def test_without_a_worker_the_command_runs_in_its_own_process(tmp_path):
